@@ -1,0 +1,27 @@
+"""korpair: fine-tune, evaluate and serve Korean sentence-pair classifiers.
+
+>>> import korpair
+>>> result = korpair.train("sample")
+>>> korpair.Predictor.from_pretrained(result.model_dir).predict([("비가 온다", "날씨가 맑다")])
+"""
+
+from korpair.version import __version__
+
+__all__ = ["__version__", "train", "evaluate", "predict", "Predictor", "Prediction", "TrainConfig"]
+
+
+def __getattr__(name: str):
+    # Lazy: `korpair --help` and `import korpair` stay fast; torch loads on first use.
+    if name in ("train", "evaluate", "predict"):
+        from korpair import api
+
+        return getattr(api, name)
+    if name in ("Predictor", "Prediction"):
+        from korpair import inference
+
+        return getattr(inference, name)
+    if name == "TrainConfig":
+        from korpair.config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'korpair' has no attribute {name!r}")

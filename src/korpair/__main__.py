@@ -1,0 +1,3 @@
+from korpair.cli import main
+
+main()

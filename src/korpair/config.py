@@ -1,0 +1,260 @@
+"""Typed, validated configuration.
+
+A training run is described by one ``TrainConfig`` (five sections). It can be
+built in Python, read from a YAML/JSON file, and patched with ``key=value``
+overrides such as ``optim.lr=3e-5``. A misspelt key or an out-of-range value is
+a ``ConfigError`` that names the key.
+
+>>> cfg = TrainConfig.from_file("configs/sample.yaml", overrides=["trainer.max_epochs=2"])
+>>> cfg.trainer.max_epochs
+2
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from korpair.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class CorpusConfig(_Section):
+    """Where the sentence pairs come from."""
+
+    name: Literal["sample", "klue-nli", "kornli", "files"] = Field(
+        "sample",
+        description="built-in corpus, or 'files' for your own train/validation/test files",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="folder holding (or receiving) a built-in corpus's files; "
+        "default ~/.cache/korpair/corpora/NAME",
+    )
+    download: bool = Field(True, description="download a built-in corpus when its files are missing")
+    train_file: Path | None = Field(None, description="training file (CSV, TSV, JSONL or JSON)")
+    validation_file: Path | None = Field(None, description="validation file")
+    test_file: Path | None = Field(None, description="optional test file")
+    format: Literal["auto", "csv", "tsv", "jsonl", "json"] = Field(
+        "auto", description="file format; 'auto' goes by the file extension"
+    )
+    text_a_column: str | None = Field(None, description="column of the first text (premise)")
+    text_b_column: str | None = Field(None, description="column of the second text (hypothesis)")
+    label_column: str | None = Field(None, description="column of the gold label")
+    labels: tuple[str, ...] | None = Field(
+        None, description="label names in id order; default: the corpus's own, or sorted from the data"
+    )
+    drop_labels: tuple[str, ...] = Field(
+        ("-",), description="gold labels whose rows are dropped (and counted), e.g. KLUE's '-'"
+    )
+    encoding: str = Field("utf-8", description="text encoding of the files, e.g. cp949 or euc-kr")
+    max_train_pairs: int | None = Field(None, ge=1, description="use only the first N training pairs")
+
+
+class ModelConfig(_Section):
+    """Which network to fine-tune."""
+
+    name_or_path: str = Field(
+        "beomi/kcbert-base",
+        description="Hugging Face hub name or local folder of a checkpoint; ignored when from_scratch",
+    )
+    from_scratch: bool = Field(
+        False, description="build a small BERT and a WordPiece vocabulary from the training texts"
+    )
+    trust_remote_code: bool = Field(False, description="allow model code from the hub (off for safety)")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) to pin")
+    # from-scratch sizes; defaults give a 4-layer, 256-wide BERT
+    vocab_size: int = Field(8000, ge=100, le=200_000, description="WordPiece vocabulary size (from_scratch)")
+    hidden_size: int = Field(256, ge=16, description="hidden width (from_scratch)")
+    num_layers: int = Field(4, ge=1, le=48, description="transformer layers (from_scratch)")
+    num_heads: int = Field(4, ge=1, description="attention heads (from_scratch)")
+    intermediate_size: int = Field(1024, ge=16, description="feed-forward width (from_scratch)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout probability (from_scratch)")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
+            )
+        return self
+
+
+class DataConfig(_Section):
+    """How pairs become tensors."""
+
+    max_seq_length: int = Field(64, ge=8, le=4096, description="tokens per pair after truncation")
+    batch_size: int = Field(32, ge=1, description="training pairs per step (per device)")
+    eval_batch_size: int = Field(64, ge=1, description="pairs per evaluation batch")
+    group_by_length: bool = Field(
+        True, description="batch pairs of similar length together (less padding, same randomness)"
+    )
+    pad_to_multiple_of: int | None = Field(
+        8, ge=1, description="round each batch's length up to this multiple (kernel-friendly shapes)"
+    )
+    num_workers: int = Field(
+        0, ge=0, description="DataLoader worker processes; 0 is safe in notebooks and scripts alike"
+    )
+    cache_dir: Path | None = Field(
+        None, description="where encoded features are cached; default ~/.cache/korpair/features"
+    )
+
+
+class OptimConfig(_Section):
+    """Optimizer and learning-rate schedule."""
+
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="AdamW (default) or the recipe's Adam")
+    lr: float = Field(5e-5, gt=0, le=1.0, description="peak learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay (adamw); not on biases or norms")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
+    eps: float = Field(1e-8, gt=0, description="Adam epsilon")
+    scheduler: Literal["linear", "cosine", "constant", "exponential"] = Field(
+        "linear",
+        description="linear/cosine: warmup then decay per step; exponential: lr*gamma**epoch as in the recipe",
+    )
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="fraction of steps spent warming up")
+    warmup_steps: int | None = Field(None, ge=0, description="warmup steps; overrides warmup_ratio")
+    gamma: float = Field(0.9, gt=0, le=1, description="decay per epoch for scheduler=exponential")
+
+
+class TrainerConfig(_Section):
+    """The Lightning Trainer and the run's outputs."""
+
+    output_dir: Path = Field(Path("runs/latest"), description="folder for the model, logs and plots")
+    seed: int = Field(7, description="seed for weights, shuffling and dropout")
+    max_epochs: int = Field(3, ge=1, description="epochs to train")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: no limit)")
+    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = Field(
+        "32", description="numeric precision; bf16-mixed is fast on recent CPUs (AMX) and GPUs"
+    )
+    gradient_clip_val: float | None = Field(1.0, ge=0, description="clip gradient norm to this value")
+    accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimizer step")
+    val_check_interval: int | float = Field(
+        1.0, gt=0, description="validate every N training batches (int) or fraction of an epoch (float)"
+    )
+    monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = Field(
+        "val_accuracy", description="metric that picks the best checkpoint"
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many validations without improvement"
+    )
+    accelerator: str = Field("auto", description="cpu, gpu, mps or auto")
+    devices: int | str = Field("auto", description="number of devices, or 'auto'")
+    num_nodes: int = Field(1, ge=1, description="machines taking part (DDP)")
+    strategy: str = Field("auto", description="auto, ddp, fsdp, deepspeed ... (passed to Lightning)")
+    log_every_n_steps: int = Field(10, ge=1, description="log training loss and lr every N steps")
+    progress_bar: bool = Field(True, description="show a progress bar")
+    deterministic: bool = Field(False, description="ask torch for deterministic algorithms")
+
+
+class TrainConfig(_Section):
+    """Everything one training run needs; saved beside the model it produced."""
+
+    corpus: CorpusConfig = CorpusConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Validate a nested dict; errors name ``source`` and the dotted key."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise ConfigError(_explain(err, source)) from None
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+    ) -> TrainConfig:
+        """Read a YAML or JSON file (or start from defaults) and apply ``key=value`` overrides.
+
+        >>> TrainConfig.from_file(None, ["data.max_seq_length=128"]).data.max_seq_length
+        128
+        """
+        raw: dict[str, Any] = {}
+        source = "defaults"
+        if path is not None:
+            path = Path(path)
+            source = str(path)
+            raw = read_config_file(path)
+        for item in overrides:
+            _apply_override(raw, item)
+        return cls.from_dict(raw, source if not overrides else f"{source} + overrides")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON/YAML-safe dict (paths as strings)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+        """Copy with ``key=value`` overrides applied: ``cfg.with_overrides(["optim.lr=1e-4"])``."""
+        raw = self.to_dict()
+        for item in overrides:
+            _apply_override(raw, item)
+        return TrainConfig.from_dict(raw, "overrides")
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """Copy with some fields changed: ``cfg.replace(trainer={"max_epochs": 1})``."""
+        raw = self.to_dict()
+        for name, values in sections.items():
+            raw[name] = {**raw[name], **values} if isinstance(values, dict) else values
+        return TrainConfig.from_dict(raw)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML/JSON config into a dict, with errors that name the file and line."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-5")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+    # YAML parsing gives numbers, booleans, null and lists their types
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        node[parts[-1]] = value
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid setting(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (see 'korpair config' for the valid ones)")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)

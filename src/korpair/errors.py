@@ -1,0 +1,30 @@
+"""Exceptions raised by korpair.
+
+Every error a user can cause is a ``KorpairError``; its message says what is
+wrong, where (file and line, or config key, or request field) and what is
+allowed. Only the CLI turns them into an exit code.
+"""
+
+
+class KorpairError(Exception):
+    """Base class: a problem the user can fix."""
+
+
+class ConfigError(KorpairError):
+    """A config file or option is invalid."""
+
+
+class CorpusError(KorpairError):
+    """A data file is missing, malformed or holds invalid rows."""
+
+
+class DownloadError(KorpairError):
+    """A corpus could not be downloaded or failed its checksum."""
+
+
+class ModelFolderError(KorpairError):
+    """A model folder is missing files or cannot be loaded."""
+
+
+class OutputExistsError(KorpairError):
+    """The output folder already holds a run."""

@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny models built offline, small corpora written on the fly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the user's cache or the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+KOREAN_TEXTS = [
+    "민수는 어제 공원에서 자전거를 탔다", "지영은 집에 있지 않았다", "비가 많이 온다", "날씨가 맑다",
+    "할머니가 시장에서 사과를 샀다", "아이들이 운동장에서 축구를 한다", "회의는 오후 세 시에 끝났다",
+    "선생님은 학생들에게 숙제를 내 주셨다", "가게 문이 닫혀 있었다", "커피가 너무 뜨겁다",
+]
+
+
+def build_tiny_classifier(folder: Path, labels=("entailment", "neutral", "contradiction"), seed: int = 0) -> Path:
+    """A random 2-layer BERT with a WordPiece vocabulary trained on a few Korean sentences."""
+    import torch
+
+    from korpair.config import ModelConfig
+    from korpair.corpora import LabelMap
+    from korpair.model import build_model_and_tokenizer
+    from korpair.training import export_model
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(from_scratch=True, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=64)
+    tokenizer, model = build_model_and_tokenizer(cfg, LabelMap(tuple(labels)), KOREAN_TEXTS * 5, 64)
+    return export_model(model, tokenizer, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Untrained but valid model folder (fast): for API, serving and I/O tests."""
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A short real training run on the shipped sample corpus (session-wide, ~half a minute)."""
+    from korpair import api
+
+    out = tmp_path_factory.mktemp("run")
+    return api.train("sample", [f"trainer.output_dir={out}", f"data.cache_dir={out / 'cache'}",
+                                "trainer.max_epochs=2", "trainer.progress_bar=false"])
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    def write(rows, name="data.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    return write
