@@ -1,0 +1,137 @@
+"""The Python API that notebooks and the CLI share.
+
+>>> import korpair
+>>> result = korpair.train("sample")                       # a preset, a YAML path or a TrainConfig
+>>> report = korpair.evaluate(result.model_dir, corpus="sample", split="test")
+>>> report.metrics["accuracy"], report.output_dir
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from korpair.atomic import open_atomic
+from korpair.config import CorpusConfig, TrainConfig
+from korpair.corpora import Pair, iter_pairs, read_pairs, read_split
+from korpair.errors import ConfigError
+from korpair.evaluation import EvalReport, evaluate_pairs
+from korpair.inference import Prediction, Predictor
+from korpair.training import TrainResult, fit
+
+
+def presets() -> dict[str, Path]:
+    """Named configs shipped with korpair (``korpair train sample``)."""
+    folder = Path(str(resources.files("korpair") / "presets"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_config(config: str | Path | TrainConfig | dict | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A ``TrainConfig`` from a preset name, a YAML/JSON path, a dict or a config."""
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    if isinstance(config, TrainConfig):
+        return config.with_overrides(list(overrides))
+    if config is not None and not Path(config).exists():
+        known = presets()
+        if str(config) not in known:
+            raise ConfigError(f"{config}: no such config file or preset (presets: {', '.join(known)})")
+        config = known[str(config)]
+    return TrainConfig.from_file(config, list(overrides))
+
+
+def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: Sequence[str] = (),
+          overwrite: bool = False) -> TrainResult:
+    """Fine-tune a classifier; returns where the model went and its validation metrics."""
+    return fit(load_config(config, overrides), overwrite=overwrite)
+
+
+def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: str | CorpusConfig = "sample",
+             split: str = "validation", output_dir: str | Path | None = None, batch_size: int = 64,
+             text_a_column: str | None = None, text_b_column: str | None = None,
+             label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
+             device: str | None = None) -> EvalReport:
+    """Score a model on a labelled file (``data``) or on a split of a corpus."""
+    predictor = Predictor.from_pretrained(model_dir, device=device)
+    labels = predictor.labels
+    if data is not None:
+        pairs = read_pairs(data, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
+                           label_column=label_column, labels=labels, encoding=encoding)
+        source, stem = str(data), Path(data).stem
+    else:
+        cfg = corpus if isinstance(corpus, CorpusConfig) else CorpusConfig(name=corpus)
+        dropped: Counter = Counter()
+        pairs = read_split(cfg, split, labels, dropped)
+        source, stem = f"{cfg.name}:{split}", f"{cfg.name}-{split}"
+    if output_dir is None:
+        model_dir = Path(model_dir)
+        base = model_dir.parent if model_dir.name == "model" else model_dir
+        output_dir = base / f"eval-{stem}"
+    return evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source)
+
+
+def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64
+            ) -> list[Prediction]:
+    """Classify pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
+    return Predictor.from_pretrained(model_dir).predict(pairs, batch_size=batch_size)
+
+
+def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
+                 batch_size: int = 64, text_a_column: str | None = None, text_b_column: str | None = None,
+                 encoding: str = "utf-8", fmt: str = "auto", progress: bool = False) -> int:
+    """Stream pairs from a CSV/TSV/JSONL file to a JSONL or CSV file of predictions.
+
+    The input is read in chunks, so files larger than memory work; the output
+    appears only when complete. Returns the number of pairs written.
+    """
+    predictor = model_dir if isinstance(model_dir, Predictor) else Predictor.from_pretrained(model_dir)
+    pairs = iter_pairs(input_file, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
+                       require_label=False, drop_labels=(), encoding=encoding, strict=False)
+    output_file = Path(output_file)
+    as_csv = output_file.suffix.lower() in (".csv", ".tsv")
+    count = 0
+    with open_atomic(output_file, newline="" if as_csv else None) as fh, _progress(progress) as bar:
+        writer = _csv_writer(fh, output_file, predictor.labels) if as_csv else None
+        for pair, pred in predictor.predict_stream(pairs, batch_size):
+            if writer is not None:
+                writer.writerow([pair.premise, pair.hypothesis, pred.label,
+                                 *(f"{pred.scores[n]:.6f}" for n in predictor.labels)])
+            else:
+                fh.write(json.dumps({"premise": pair.premise, "hypothesis": pair.hypothesis, **pred.to_dict()},
+                                    ensure_ascii=False) + "\n")
+            count += 1
+            bar(count)
+    return count
+
+
+def _csv_writer(fh, path: Path, labels: Sequence[str]):
+    import csv
+
+    writer = csv.writer(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    writer.writerow(["premise", "hypothesis", "label", *(f"p_{n}" for n in labels)])
+    return writer
+
+
+class _progress:
+    """A rich spinner with a running count (the total of a stream is unknown)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.completed} pairs"), TimeElapsedColumn(),
+                           transient=False)
+        self._p.__enter__()
+        task = self._p.add_task("predict", total=None)
+        return lambda n: self._p.update(task, completed=n) if n % 256 == 0 else None
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._p.__exit__(*exc)

@@ -1,0 +1,91 @@
+"""The network and its tokenizer: a pretrained checkpoint, or a small BERT built from scratch.
+
+>>> tokenizer, model = build_model_and_tokenizer(ModelConfig(from_scratch=True, vocab_size=500),
+...                                              LabelMap(("yes", "no")), texts=["비가 온다", "눈이 온다"])
+>>> model.config.id2label
+{0: 'yes', 1: 'no'}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from korpair.config import ModelConfig
+from korpair.corpora import LabelMap
+from korpair.errors import ModelFolderError
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int = 512
+                              ) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer trained on ``texts`` with Hugging Face ``tokenizers``.
+
+    Case and accents are kept: lower-casing or stripping accents would decompose Hangul.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                        show_progress=False)
+    backend.train_from_iterator(texts, trainer)
+    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=model_max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def build_model_and_tokenizer(cfg: ModelConfig, labels: LabelMap, texts: Iterable[str] = (),
+                              max_seq_length: int = 512):
+    """Return ``(tokenizer, model)`` with the label names in the model config."""
+    label_kwargs = dict(num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id)
+    if cfg.from_scratch:
+        positions = max(512, max_seq_length)
+        tokenizer = train_wordpiece_tokenizer(texts, cfg.vocab_size, model_max_length=positions)
+        config = BertConfig(
+            vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+            hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+            max_position_embeddings=positions, pad_token_id=tokenizer.pad_token_id, **label_kwargs,
+        )
+        return tokenizer, BertForSequenceClassification(config)
+    common = dict(trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path, use_fast=True, **common)
+        config = AutoConfig.from_pretrained(cfg.name_or_path, **label_kwargs, **common)
+        # A head trained for other labels is replaced, not silently reused.
+        model = AutoModelForSequenceClassification.from_pretrained(
+            cfg.name_or_path, config=config, ignore_mismatched_sizes=True, use_safetensors=None, **common
+        )
+    except OSError as err:
+        raise ModelFolderError(
+            f"cannot load model {cfg.name_or_path!r}: {err}\n"
+            "Give a Hugging Face hub name (needs internet), a local folder with config.json, "
+            "or set model.from_scratch=true to build a small BERT offline."
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        log.warning("%s has no fast tokenizer: encoding will be slow", cfg.name_or_path)
+    return tokenizer, model

@@ -1,0 +1,79 @@
+"""PNG plots people would rather look at than read: training curves, confusion matrix."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed, safe in threads and servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from korpair.atomic import write_figure  # noqa: E402
+
+
+def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's CSVLogger file as ``{metric: [(step, value), ...]}``."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
+def plot_training_curves(metrics_csv: Path, out_png: Path) -> Path:
+    """Loss, validation metrics and learning rate against optimizer steps."""
+    series = read_metrics_csv(metrics_csv)
+    panels = [
+        ("loss", [k for k in ("train_loss", "val_loss") if k in series]),
+        ("validation", [k for k in ("val_accuracy", "val_macro_f1") if k in series]),
+        ("learning rate", [k for k in series if k.startswith("lr")]),
+    ]
+    panels = [(title, keys) for title, keys in panels if keys]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6))
+    axes = np.atleast_1d(axes)
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            steps, values = zip(*series[key])
+            style = "-" if len(steps) > 20 else "o-"
+            ax.plot(steps, values, style, label=key, markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    write_figure(out_png, fig)
+    plt.close(fig)
+    return out_png
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path) -> Path:
+    """Counts, with each row (gold label) shaded by its share."""
+    matrix = np.asarray(matrix)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 1.2 + 1.1 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center",
+                    color="white" if shares[i, j] > 0.6 else "black")
+    acc = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"accuracy {acc:.1%} (n={matrix.sum()})")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of gold row")
+    fig.tight_layout()
+    write_figure(out_png, fig)
+    plt.close(fig)
+    return out_png

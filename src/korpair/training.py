@@ -1,0 +1,152 @@
+"""``fit``: one training run, read top to bottom.
+
+corpus -> tokenizer and model -> cached features -> Lightning Trainer -> best
+checkpoint -> a plain Hugging Face folder in ``OUTPUT_DIR/model`` (safetensors
+weights, tokenizer, labels in config.json), with metrics, config and plots.
+
+>>> result = fit(TrainConfig.from_file("configs/sample.yaml"))
+>>> result.metrics["val_accuracy"]
+0.87
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from korpair.atomic import write_dir, write_text
+from korpair.config import TrainConfig
+from korpair.corpora import load_splits
+from korpair.data import PairDataModule, encode_pairs_cached
+from korpair.errors import OutputExistsError
+from korpair.model import build_model_and_tokenizer
+from korpair.plots import plot_training_curves
+from korpair.task import PairClassificationTask
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "korpair_train.yaml"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the model folder and the best model's validation metrics."""
+
+    output_dir: Path
+    model_dir: Path
+    metrics: dict
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items() if isinstance(v, float))
+        return f"model saved to {self.model_dir} ({shown})"
+
+
+def fit(cfg: TrainConfig, overwrite: bool = False) -> TrainResult:
+    """Train, keep the best checkpoint by ``cfg.trainer.monitor``, export it as an HF folder."""
+    out = Path(cfg.trainer.output_dir)
+    prepare_output_dir(out, overwrite)
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    started = time.perf_counter()
+
+    splits = load_splits(cfg.corpus)
+    log.info("corpus %s: %d train / %d validation pairs, labels %s", cfg.corpus.name,
+             len(splits.train), len(splits.validation), list(splits.labels.names))
+    texts = (t for p in splits.train for t in (p.premise, p.hypothesis))
+    tokenizer, model = build_model_and_tokenizer(cfg.model, splits.labels, texts, cfg.data.max_seq_length)
+    encode = lambda pairs: encode_pairs_cached(  # noqa: E731
+        tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir)
+    data = PairDataModule(encode(splits.train), encode(splits.validation), cfg.data,
+                          pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
+
+    task = PairClassificationTask(model, splits.labels, cfg.optim)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=cfg.trainer.monitor,
+        mode="min" if cfg.trainer.monitor == "val_loss" else "max", save_top_k=1, save_last=True,
+    )
+    trainer = build_trainer(cfg, out, checkpoint)
+    write_text(out / CONFIG_NAME, cfg.to_yaml())
+    trainer.fit(task, datamodule=data)
+
+    # Reload the best weights; weights_only refuses pickled code in the checkpoint.
+    if checkpoint.best_model_path:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        task.load_state_dict(state["state_dict"])
+    [best] = trainer.validate(task, datamodule=data, verbose=False)
+    metrics = {
+        **{k: float(v) for k, v in best.items()},
+        "best_checkpoint": Path(checkpoint.best_model_path).name if checkpoint.best_model_path else None,
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "train_pairs": len(splits.train),
+        "validation_pairs": len(splits.validation),
+        "dropped_rows": dict(splits.dropped),
+        "effective_batch_size": cfg.data.batch_size * cfg.trainer.accumulate_grad_batches * trainer.world_size,
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    model_dir = out / "model"
+    if trainer.is_global_zero:
+        export_model(task.model, tokenizer, model_dir, cfg)
+        write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        csv_path = Path(trainer.loggers[0].log_dir) / "metrics.csv"
+        if csv_path.exists():
+            plot_training_curves(csv_path, out / "training_curves.png")
+    return TrainResult(out, model_dir, metrics)
+
+
+def prepare_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder unless told to replace the old one."""
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(
+                f"{out}: output folder is not empty; pass --overwrite to replace it "
+                "or choose another --output-dir"
+            )
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
+    t = cfg.trainer
+    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step")]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience,
+                                       mode="min" if t.monitor == "val_loss" else "max"))
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    loggers = [CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="logs", version="tensorboard")]
+    precision = "32-true" if t.precision == "32" else t.precision
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
+        gradient_clip_val=t.gradient_clip_val or None, accumulate_grad_batches=t.accumulate_grad_batches,
+        val_check_interval=t.val_check_interval, log_every_n_steps=t.log_every_n_steps,
+        callbacks=callbacks, logger=loggers, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, deterministic=t.deterministic, default_root_dir=out,
+        # our batch sampler shards itself across ranks (no padded duplicates in validation)
+        use_distributed_sampler=False,
+    )
+
+
+def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None) -> Path:
+    """Save a standard Hugging Face folder atomically (safetensors weights)."""
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if cfg is not None:
+            (tmp / CONFIG_NAME).write_text(cfg.to_yaml(), encoding="utf-8")
+
+    write_dir(folder, fill)
+    return folder

@@ -1,0 +1,102 @@
+"""Tokenization as pairs, the features cache, length grouping and dynamic padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from korpair.corpora import NLI_LABELS, LabelMap, Pair
+from korpair.data import (
+    LengthGroupedBatchSampler,
+    PairCollator,
+    encode_pairs,
+    encode_pairs_cached,
+)
+from korpair.model import train_wordpiece_tokenizer
+
+from conftest import KOREAN_TEXTS
+
+LABELS = LabelMap(NLI_LABELS)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_wordpiece_tokenizer(KOREAN_TEXTS * 5, vocab_size=300)
+
+
+def make_pairs(n: int) -> list[Pair]:
+    return [Pair(KOREAN_TEXTS[i % 10] * (1 + i % 3), KOREAN_TEXTS[(i + 3) % 10], NLI_LABELS[i % 3]) for i in range(n)]
+
+
+def test_pair_encoding_matches_tokenizer_and_truncates(tokenizer):
+    pairs = make_pairs(20)
+    feats = encode_pairs(tokenizer, pairs, LABELS, max_length=24)
+    for i, p in enumerate(pairs):
+        expected = tokenizer(p.premise, p.hypothesis, truncation="longest_first", max_length=24)
+        item = feats[i]
+        assert item["input_ids"].tolist() == expected["input_ids"]
+        assert item["token_type_ids"].tolist() == expected["token_type_ids"]
+        assert item["labels"] == LABELS.id(p.label)
+    assert feats.lengths.max() <= 24
+    # the second text keeps tokens: longest_first trims the longer text
+    long_item = feats[2]
+    assert 1 in long_item["token_type_ids"].tolist()
+
+
+def test_cache_hits_and_misses(tokenizer, tmp_path, monkeypatch):
+    import korpair.data as data
+
+    calls = []
+    real = data.encode_pairs
+    monkeypatch.setattr(data, "encode_pairs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pairs = make_pairs(30)
+    first = encode_pairs_cached(tokenizer, pairs, LABELS, 32, tmp_path)
+    second = encode_pairs_cached(tokenizer, pairs, LABELS, 32, tmp_path)
+    assert len(calls) == 1, "second run must read the cache"
+    assert isinstance(second.input_ids, np.memmap)
+    assert np.array_equal(first.input_ids, second.input_ids)
+
+    encode_pairs_cached(tokenizer, pairs, LABELS, 16, tmp_path)  # max length changed
+    assert len(calls) == 2
+    changed = pairs[:-1] + [Pair("완전히 다른 문장", "또 다른 문장", "neutral")]
+    encode_pairs_cached(tokenizer, changed, LABELS, 32, tmp_path)  # data changed
+    assert len(calls) == 3
+    other_tok = train_wordpiece_tokenizer(KOREAN_TEXTS * 5, vocab_size=120)
+    encode_pairs_cached(other_tok, pairs, LABELS, 32, tmp_path)  # tokenizer changed
+    assert len(calls) == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folders left"
+
+
+def test_sampler_covers_every_index_once_and_groups_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 64, size=1000)
+    sampler = LengthGroupedBatchSampler(lengths, 32, shuffle=True, seed=1)
+    batches = list(sampler)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000)) and len(batches) == len(sampler)
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    plain = LengthGroupedBatchSampler(lengths, 32, shuffle=True, seed=1, group_by_length=False)
+    padded_plain = sum(len(b) * lengths[b].max() for b in plain)
+    assert padded < 0.8 * padded_plain, "grouping must cut padding"
+    sampler.set_epoch(1)
+    assert [i for b in sampler for i in b] != flat, "a new epoch reshuffles"
+
+
+def test_sampler_shards_across_ranks():
+    lengths = np.arange(103) % 17 + 3
+    train = [list(LengthGroupedBatchSampler(lengths, 8, num_replicas=2, rank=r, seed=0)) for r in (0, 1)]
+    assert len(train[0]) == len(train[1]), "every rank runs the same number of steps"
+    evals = [list(LengthGroupedBatchSampler(lengths, 8, shuffle=False, num_replicas=2, rank=r, even=False))
+             for r in (0, 1)]
+    seen = [i for rank in evals for b in rank for i in b]
+    assert sorted(seen) == list(range(103)), "evaluation sees every pair exactly once"
+
+
+def test_collator_pads_to_batch_longest(tokenizer):
+    feats = encode_pairs(tokenizer, make_pairs(6), LABELS, 64)
+    batch = PairCollator(pad_id=tokenizer.pad_token_id, pad_to_multiple_of=8)([feats[i] for i in range(6)])
+    longest = int(feats.lengths[:6].max())
+    width = batch["input_ids"].shape[1]
+    assert width % 8 == 0 and longest <= width < longest + 8
+    assert batch["attention_mask"].sum(1).tolist() == feats.lengths[:6].tolist()
+    assert batch["labels"].tolist() == [LABELS.id(p.label) for p in make_pairs(6)]
