@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable
 
 from transformers import (
@@ -31,22 +32,45 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int = 512
                               ) -> PreTrainedTokenizerFast:
-    """A BERT-style WordPiece tokenizer trained on ``texts`` with Hugging Face ``tokenizers``.
+    """A BERT-style WordPiece tokenizer whose vocabulary is learnt from ``texts``.
 
-    Case and accents are kept: lower-casing or stripping accents would decompose Hangul.
+    The vocabulary is every character (alone and as a ``##`` continuation) plus the
+    most frequent whole words, word-initial pieces and ``##`` word endings, which
+    suits Korean, where endings (``##었다``, ``##지``) carry much of the meaning.
+    It is built here rather than with ``tokenizers``' WordPieceTrainer because
+    that trainer's vocabulary changes from run to run, and a from-scratch model
+    must be reproducible from its seed. Case and accents are kept: lower-casing
+    or stripping accents would decompose Hangul.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(
+    normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
     )
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    pieces: Counter[str] = Counter()
+    chars: set[str] = set()
+    for word, n in words.items():
+        chars.update(word)
+        pieces[word] += n
+        for k in range(1, len(word)):
+            pieces[word[:k]] += n
+            pieces["##" + word[k:]] += n
+    vocab = list(SPECIAL_TOKENS) + sorted(chars) + sorted("##" + c for c in chars)
+    room = max(vocab_size - len(vocab), 0)
+    taken = set(vocab)
+    ranked = sorted((p for p in pieces if p not in taken), key=lambda p: (-pieces[p], p))
+    vocab += ranked[:room]
+
+    backend = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]",
+                                         max_input_chars_per_word=100))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                        show_progress=False)
-    backend.train_from_iterator(texts, trainer)
-    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
