@@ -59,3 +59,15 @@ def test_presets_are_valid_and_round_trip(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="no such config file or preset"):
         load_config("nope")
+
+
+def test_readme_config_reference_is_current():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("ref", root / "scripts" / "config_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.reference() in (root / "README.md").read_text(encoding="utf-8"), \
+        "README config table is stale: run scripts/config_reference.py and paste its output"

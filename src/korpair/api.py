@@ -79,6 +79,15 @@ def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batc
     return Predictor.from_pretrained(model_dir).predict(pairs, batch_size=batch_size)
 
 
+def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
+          limits: dict | None = None) -> None:
+    """Serve a model folder over HTTP (JSON API and web page) until interrupted."""
+    from korpair.serve import ServeLimits, run_server
+
+    run_server(model_dir, host=host, port=port, device=device,
+               limits=ServeLimits.from_dict(limits or {}, "korpair serve"))
+
+
 def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
                  batch_size: int = 64, text_a_column: str | None = None, text_b_column: str | None = None,
                  encoding: str = "utf-8", fmt: str = "auto", progress: bool = False) -> int:

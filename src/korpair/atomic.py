@@ -21,13 +21,16 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def open_atomic(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def open_atomic(path: Path, mode: str = "w", encoding: str | None = "utf-8",
+                newline: str | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+        binary = "b" in mode
+        with os.fdopen(fd, mode, encoding=None if binary else encoding,
+                       newline=None if binary else newline) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -29,17 +29,30 @@ console = Console(stderr=True)
 out = Console()
 
 
+_VERBOSE = False
+
+
 def _setup_logging(verbose: bool) -> None:
-    level = logging.INFO if verbose else logging.WARNING
+    global _VERBOSE
+    _VERBOSE = verbose
     logging.basicConfig(level=logging.WARNING, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     logging.getLogger("korpair").setLevel(logging.INFO)
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(noisy).setLevel(level)
-        logging.getLogger(noisy).propagate = True
-        logging.getLogger(noisy).handlers.clear()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    if not verbose:
+
+
+def _quiet_libraries() -> None:
+    """Route Lightning's and transformers' chatter through our handler, at our level.
+
+    Called after the libraries are imported: Lightning installs its own handler at import.
+    """
+    level = logging.INFO if _VERBOSE else logging.WARNING
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.setLevel(level)
+        lg.propagate = True
+    if not _VERBOSE:
         import warnings
 
         warnings.filterwarnings("ignore", module=r"(lightning|torch|transformers)(\.|$)")
@@ -178,6 +191,34 @@ def predict(
 
 
 @app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="model folder saved by korpair (or any HF classifier)")],
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 lets other machines in (no auth)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one")] = 8000,
+    max_batch_size: Annotated[Optional[int], typer.Option(help="pairs per model call, gathered from concurrent requests",
+                                                          show_default="32")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a request may wait for others to batch with",
+                                                         show_default="5")] = None,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching",
+                                           help="merge concurrent requests into one model call")] = True,
+    max_text_chars: Annotated[Optional[int], typer.Option(help="characters per premise or hypothesis",
+                                                          show_default="1000")] = None,
+    max_pairs: Annotated[Optional[int], typer.Option(help="pairs per request", show_default="64")] = None,
+    max_body_bytes: Annotated[Optional[int], typer.Option(help="request body size; larger ones get 413",
+                                                          show_default="1048576")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N", show_default="cuda if available")] = None,
+) -> None:
+    """Serve a model over HTTP: JSON API (/predict, /docs) and a Korean demo page (/). Ctrl+C stops it."""
+    from korpair import api
+
+    # Only the options given: ServeLimits holds the defaults.
+    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "batching": batching,
+               "max_text_chars": max_text_chars, "max_pairs": max_pairs, "max_body_bytes": max_body_bytes}
+    _run(lambda: api.serve(model_dir, host=host, port=port, device=device,
+                           limits={k: v for k, v in options.items() if v is not None}))
+
+
+@app.command()
 def corpora(
     download: Annotated[Optional[str], typer.Option(help="download this built-in corpus now")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="where to put it")] = None,
@@ -227,6 +268,7 @@ def _print_metrics(title: str, metrics: dict) -> None:
 
 
 def _run(call):
+    _quiet_libraries()
     try:
         return call()
     except KorpairError as err:

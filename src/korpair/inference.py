@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from korpair.errors import ModelFolderError
 
 log = logging.getLogger(__name__)
 
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 PairLike = Pair | tuple[str, str] | Sequence[str]
 
 
@@ -60,6 +62,8 @@ class Predictor:
                         trust_remote_code: bool = False) -> Predictor:
         """Load a model folder (or hub name). ``max_seq_length`` defaults to the training run's."""
         path = Path(name_or_path)
+        if not path.exists() and not HUB_ID.fullmatch(str(name_or_path)):
+            raise ModelFolderError(f"{path}: no such model folder (nor a hub name like 'org/model')")
         if path.exists() and not (path / "config.json").is_file():
             hint = f"; did you mean {path / 'model'}?" if (path / "model" / "config.json").is_file() else ""
             raise ModelFolderError(f"{path}: not a model folder (no config.json){hint}")
@@ -116,6 +120,10 @@ class Predictor:
     def _autocast(self):
         if self.precision in ("bf16", "bf16-mixed"):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision in ("16", "16-mixed"):
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        if self.precision not in ("32", "32-true"):
+            raise ValueError(f"precision {self.precision!r}: expected 32, bf16-mixed or 16-mixed")
         return contextlib.nullcontext()
 
 
