@@ -1,0 +1,222 @@
+"""Micro-batching: merge concurrent requests into one ``predict`` call, run off the event loop.
+
+A transformer spends about as long on one pair as on a dozen, so under load it
+pays to wait a few milliseconds for company. Requests queue up; one worker
+task takes the oldest ones, up to ``max_batch_size`` pairs or until the oldest
+has waited ``max_wait_ms``, runs ONE ``predict`` in a worker thread (the event
+loop keeps serving), and hands each request its own slice of the results.
+
+With ``batching=False`` every request is predicted alone, still off the event
+loop. Either way a single worker thread calls the model, so calls never
+overlap: torch models are not safe to call from several threads at once.
+
+>>> batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
+>>> async with batcher.running():
+...     [p] = await batcher.predict([Pair("비가 온다", "날씨가 맑다")])
+>>> p.label
+'contradiction'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from korpair.corpora import Pair
+
+log = logging.getLogger(__name__)
+
+
+class PredictionLike(Protocol):
+    label: str
+    scores: Mapping[str, float]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """What the server needs from a model: ``korpair.Predictor`` fits, and so does a test fake.
+
+    >>> class Always:
+    ...     labels = ("yes", "no")
+    ...     def predict(self, pairs, batch_size=64):
+    ...         return [Prediction("yes", {"yes": 1.0, "no": 0.0}) for _ in pairs]
+    >>> create_app(Always())
+    """
+
+    labels: Sequence[str]
+
+    def predict(self, pairs: Sequence[Pair], batch_size: int) -> Sequence[PredictionLike]: ...
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher is not running (the server is starting or stopping): answer 503."""
+
+
+class PredictionFailed(RuntimeError):
+    """The classifier raised on this request's pairs (a server fault: answer 500)."""
+
+
+@dataclass
+class _Job:
+    pairs: list[Pair]
+    future: asyncio.Future
+    enqueued_at: float  # loop.time(), seconds
+
+
+class MicroBatcher:
+    """Queue of pending requests and the one worker that feeds them to the classifier.
+
+    >>> batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
+    >>> async with batcher.running():
+    ...     results = await asyncio.gather(*(batcher.predict([pair]) for pair in pairs))
+    """
+
+    def __init__(self, classifier: Classifier, *, max_batch_size: int = 32, max_wait_ms: float = 5.0,
+                 batching: bool = True) -> None:
+        if max_batch_size < 1 or max_wait_ms < 0:
+            raise ValueError(f"need max_batch_size >= 1 and max_wait_ms >= 0, "
+                             f"got {max_batch_size} and {max_wait_ms}")
+        self.classifier = classifier
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self.batching = batching
+        self._queue: deque[_Job] = deque()
+        self._queued_pairs = 0
+        self._in_flight: list[_Job] = []
+        self._arrived: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Pairs waiting for the model (not counting the batch it is working on)."""
+        return self._queued_pairs
+
+    @property
+    def is_running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[MicroBatcher]:
+        """Start the worker; on exit stop it and fail whatever still waits with ``BatcherClosed``."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        if self.is_running:
+            return
+        self._arrived = asyncio.Event()
+        # One thread: model calls are serialized, and always come from the same thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="korpair-predict")
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name="korpair-batcher")
+
+    async def stop(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        closed = BatcherClosed("the server is shutting down")
+        for job in [*self._in_flight, *self._queue]:
+            if not job.future.done():
+                job.future.set_exception(closed)
+        self._queue.clear()
+        self._in_flight = []
+        self._queued_pairs = 0
+        if self._executor is not None:
+            # A model call still running finishes in its thread; nobody waits for its result.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def predict(self, pairs: Sequence[Pair]) -> list[PredictionLike]:
+        """Predictions for ``pairs``, in order, computed in some batch together with other requests."""
+        if not self.is_running:
+            raise BatcherClosed("the server is not running (starting up or shutting down)")
+        if not pairs:
+            return []
+        loop = asyncio.get_running_loop()
+        job = _Job(list(pairs), loop.create_future(), loop.time())
+        self._queue.append(job)
+        self._queued_pairs += len(job.pairs)
+        self._arrived.set()
+        return await job.future
+
+    async def _work(self) -> None:
+        while True:
+            await self._wait_for_batch()
+            jobs = self._take_batch()
+            if jobs:
+                self._in_flight = jobs
+                await self._run(jobs)
+                self._in_flight = []
+
+    async def _wait_for_batch(self) -> None:
+        """Return once the queue holds a full batch, or its oldest job has waited ``max_wait_s``."""
+        while not self._queue:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if not self.batching:
+            return
+        loop = asyncio.get_running_loop()
+        # Counted from the oldest job's arrival: requests that queued up while the
+        # model was busy have waited already and go at once.
+        deadline = self._queue[0].enqueued_at + self.max_wait_s
+        while self._queued_pairs < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Job]:
+        # Oldest first and never split a request: a request larger than
+        # max_batch_size runs alone (predict cuts it into batch_size chunks).
+        jobs = [self._queue.popleft()]
+        size = len(jobs[0].pairs)
+        while self.batching and self._queue and size + len(self._queue[0].pairs) <= self.max_batch_size:
+            jobs.append(self._queue.popleft())
+            size += len(jobs[-1].pairs)
+        self._queued_pairs -= size
+        return [job for job in jobs if not job.future.done()]  # done = the client went away
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        pairs = [pair for job in jobs for pair in job.pairs]
+        loop = asyncio.get_running_loop()
+        try:
+            predictions = await loop.run_in_executor(self._executor, self._call_model, pairs)
+        except Exception as err:
+            if len(jobs) > 1:
+                # One bad request must not fail the requests merged with it: retry each alone.
+                for job in jobs:
+                    await self._run([job])
+                return
+            log.error("prediction failed for %d pair(s)", len(pairs), exc_info=err)
+            failure = PredictionFailed(f"the model failed on this request: {type(err).__name__}")
+            failure.__cause__ = err
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(failure)
+            return
+        start = 0
+        for job in jobs:
+            end = start + len(job.pairs)
+            if not job.future.done():
+                job.future.set_result(predictions[start:end])
+            start = end
+
+    def _call_model(self, pairs: list[Pair]) -> list[PredictionLike]:
+        predictions = list(self.classifier.predict(pairs, batch_size=self.max_batch_size))
+        if len(predictions) != len(pairs):
+            raise RuntimeError(f"classifier returned {len(predictions)} predictions for {len(pairs)} pairs")
+        return predictions

@@ -1,0 +1,116 @@
+"""What a server accepts (``ServeLimits``) and the ASGI middleware that caps request bodies.
+
+>>> limits = ServeLimits(max_text_chars=500, max_pairs=16, batching=False)
+>>> app = create_app(predictor, limits)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from korpair.errors import ConfigError
+
+
+class ServeLimits(BaseModel):
+    """What one server accepts, and how it batches. Each field is a ``korpair serve`` flag of the same name.
+
+    >>> ServeLimits(max_text_chars=500, batching=False).max_pairs
+    64
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_text_chars: int = Field(1000, ge=1, description="characters (Unicode code points) per premise or hypothesis")
+    max_pairs: int = Field(64, ge=1, description="pairs per request")
+    max_body_bytes: int = Field(1 << 20, ge=256, description="request body size in bytes; larger ones get 413")
+    max_batch_size: int = Field(32, ge=1, description="pairs per model call, gathered from concurrent requests")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="how long a request may wait for others to join")
+    batching: bool = Field(True, description="merge concurrent requests; off: each request predicts alone")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "serve limits") -> ServeLimits:
+        """Validate user options; a bad one raises ``ConfigError`` naming it and what is allowed.
+
+        >>> ServeLimits.from_dict({"max_pairs": 0})
+        Traceback (most recent call last):
+        korpair.errors.ConfigError: serve limits: max_pairs: Input should be greater than or equal to 1 (got 0)
+        """
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            problems = [f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']} (got {e.get('input')!r})"
+                        for e in err.errors()]
+            raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit; the app's handler answers 413."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(413, f"request body over {max_body_bytes} bytes")
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse bodies over ``max_body_bytes`` with 413 before reading them whole.
+
+    A declared ``Content-Length`` over the limit is refused before the app runs.
+    A body without one (chunked) is counted as it streams, and reading stops at
+    the first chunk past the limit. ``too_large(max_body_bytes)`` makes the response.
+
+    >>> app.add_middleware(BodySizeLimit, max_body_bytes=1 << 20, too_large=lambda n: Response(status_code=413))
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: Callable[[int], Response]) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.too_large = too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await self.too_large(self.max_body_bytes)(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLarge:
+            # Normally the app's exception handler answers; this covers a body read outside a route.
+            if started:
+                raise
+            await self.too_large(self.max_body_bytes)(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server (h11/httptools) rejects a malformed one before we see it
+    return None
