@@ -20,7 +20,8 @@ from korpair.corpora import Pair, iter_pairs, read_pairs, read_split
 from korpair.errors import ConfigError
 from korpair.evaluation import EvalReport, evaluate_pairs
 from korpair.inference import Prediction, Predictor
-from korpair.training import TrainResult, fit
+from korpair.resume import find_resume_checkpoint
+from korpair.training import CONFIG_NAME, TrainResult, fit
 
 
 def presets() -> dict[str, Path]:
@@ -44,9 +45,24 @@ def load_config(config: str | Path | TrainConfig | dict | None, overrides: Seque
 
 
 def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: Sequence[str] = (),
-          overwrite: bool = False) -> TrainResult:
-    """Fine-tune a classifier; returns where the model went and its validation metrics."""
-    return fit(load_config(config, overrides), overwrite=overwrite)
+          overwrite: bool = False, resume: str | Path | None = None) -> TrainResult:
+    """Fine-tune a classifier; returns where the model went and its validation metrics.
+
+    ``resume`` continues an interrupted run: a run folder (its saved config is
+    used, ``overrides`` still apply, e.g. more epochs), or ``"auto"``: continue
+    the config's output folder if it holds a checkpoint, else start fresh.
+    """
+    if resume is not None and str(resume) != "auto":
+        run_dir = Path(resume)
+        saved = run_dir / CONFIG_NAME
+        if not saved.is_file():
+            raise ConfigError(f"{run_dir}: not a korpair run folder (no {CONFIG_NAME}); nothing to resume")
+        cfg = TrainConfig.from_file(saved, [*overrides, f"trainer.output_dir={run_dir}"])
+        return fit(cfg, resume=True)
+    cfg = load_config(config, overrides)
+    if resume is not None and find_resume_checkpoint(cfg.trainer.output_dir) is not None:
+        return fit(cfg, resume=True)
+    return fit(cfg, overwrite=overwrite)
 
 
 def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: str | CorpusConfig = "sample",

@@ -19,7 +19,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from korpair.version import __version__
-from korpair.errors import KorpairError
+from korpair.errors import KorpairError, TrainingInterrupted
 
 app = typer.Typer(
     name="korpair", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -103,6 +103,8 @@ def train(
     strategy: Annotated[Optional[str], typer.Option(help="auto, ddp, fsdp, deepspeed")] = None,
     seed: Annotated[Optional[int], typer.Option(help="trainer.seed")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+    resume: Annotated[Optional[str], typer.Option(
+        help="continue an interrupted run: its folder, or 'auto' (the output folder, if it has a checkpoint)")] = None,
 ) -> None:
     """Fine-tune a classifier and export the best model as a Hugging Face folder."""
     from korpair import api
@@ -120,7 +122,9 @@ def train(
         overrides.insert(0, "corpus.name=files")
     if model is not None:
         overrides.append("model.from_scratch=false")
-    result = _run(lambda: api.train(config, overrides, overwrite=overwrite))
+    if resume is not None and resume != "auto" and (config != "sample" or corpus or model):
+        console.print("[yellow]--resume uses the run's saved config; the CONFIG argument is ignored[/yellow]")
+    result = _run(lambda: api.train(config, overrides, overwrite=overwrite, resume=resume))
     _print_metrics("validation (best checkpoint)", result.metrics)
     out.print(f"model: {result.model_dir}\nrun:   {result.output_dir}  (metrics.json, training_curves.png, logs/)")
 
@@ -271,6 +275,9 @@ def _run(call):
     _quiet_libraries()
     try:
         return call()
+    except TrainingInterrupted as err:
+        console.print(f"[bold yellow]stopped:[/bold yellow] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     except KorpairError as err:
         _fail(str(err))
     except KeyboardInterrupt:

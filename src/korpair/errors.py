@@ -28,3 +28,14 @@ class ModelFolderError(KorpairError):
 
 class OutputExistsError(KorpairError):
     """The output folder already holds a run."""
+
+
+class TrainingInterrupted(KorpairError):
+    """Training stopped on a signal after saving a resumable checkpoint."""
+
+    def __init__(self, output_dir, step: int) -> None:
+        self.output_dir, self.step = output_dir, step
+        super().__init__(
+            f"training interrupted at step {step}; a resumable checkpoint is in {output_dir}/checkpoints/. "
+            f"Continue with: korpair train --resume {output_dir}"
+        )

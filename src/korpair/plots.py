@@ -29,9 +29,17 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def plot_training_curves(metrics_csv: Path, out_png: Path) -> Path:
-    """Loss, validation metrics and learning rate against optimizer steps."""
-    series = read_metrics_csv(metrics_csv)
+def plot_training_curves(metrics_csv: Path | Sequence[Path], out_png: Path) -> Path:
+    """Loss, validation metrics and learning rate against optimizer steps.
+
+    Several CSV files (a run resumed after an interruption) are merged by step.
+    """
+    files = [metrics_csv] if isinstance(metrics_csv, (str, Path)) else list(metrics_csv)
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in files:
+        for key, points in read_metrics_csv(Path(path)).items():
+            series.setdefault(key, []).extend(points)
+    series = {k: sorted(v) for k, v in series.items()}
     panels = [
         ("loss", [k for k in ("train_loss", "val_loss") if k in series]),
         ("validation", [k for k in ("val_accuracy", "val_macro_f1") if k in series]),

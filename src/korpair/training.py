@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,14 +23,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from transformers import AutoTokenizer
 
 from korpair.atomic import write_dir, write_text
 from korpair.config import TrainConfig
 from korpair.corpora import load_splits
 from korpair.data import PairDataModule, encode_pairs_cached
-from korpair.errors import OutputExistsError
+from korpair.errors import ModelFolderError, OutputExistsError
 from korpair.model import build_model_and_tokenizer
 from korpair.plots import plot_training_curves
+from korpair.resume import INTERRUPTED, LAST, ResumeCallback, find_resume_checkpoint
 from korpair.task import PairClassificationTask
 
 log = logging.getLogger(__name__)
@@ -50,10 +54,23 @@ class TrainResult:
         return f"model saved to {self.model_dir} ({shown})"
 
 
-def fit(cfg: TrainConfig, overwrite: bool = False) -> TrainResult:
-    """Train, keep the best checkpoint by ``cfg.trainer.monitor``, export it as an HF folder."""
+def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> TrainResult:
+    """Train, keep the best checkpoint by ``cfg.trainer.monitor``, export it as an HF folder.
+
+    With ``resume``, continue the run in ``cfg.trainer.output_dir`` from its
+    interruption (or last) checkpoint; a fresh run refuses a non-empty folder
+    unless ``overwrite``.
+    """
     out = Path(cfg.trainer.output_dir)
-    prepare_output_dir(out, overwrite)
+    ckpt_path = None
+    if resume:
+        ckpt_path = find_resume_checkpoint(out)
+        if ckpt_path is None:
+            raise OutputExistsError(f"{out}: no checkpoint to resume from (checkpoints/{INTERRUPTED} "
+                                    f"or checkpoints/{LAST}); start a new run with --overwrite")
+        _keep_old_logs(out)
+    else:
+        prepare_output_dir(out, overwrite)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     started = time.perf_counter()
 
@@ -62,6 +79,10 @@ def fit(cfg: TrainConfig, overwrite: bool = False) -> TrainResult:
              len(splits.train), len(splits.validation), list(splits.labels.names))
     texts = (t for p in splits.train for t in (p.premise, p.hypothesis))
     tokenizer, model = build_model_and_tokenizer(cfg.model, splits.labels, texts, cfg.data.max_seq_length)
+    if resume and cfg.model.from_scratch and (out / "tokenizer").is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")  # the run's own vocabulary
+    elif cfg.model.from_scratch and trainer_is_rank_zero():
+        write_dir(out / "tokenizer", tokenizer.save_pretrained)
     encode = lambda pairs: encode_pairs_cached(  # noqa: E731
         tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir)
     data = PairDataModule(encode(splits.train), encode(splits.validation), cfg.data,
@@ -74,7 +95,15 @@ def fit(cfg: TrainConfig, overwrite: bool = False) -> TrainResult:
     )
     trainer = build_trainer(cfg, out, checkpoint)
     write_text(out / CONFIG_NAME, cfg.to_yaml())
-    trainer.fit(task, datamodule=data)
+    # weights_only: a checkpoint can carry no code; korpair's own state is tensors and plain types
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ModelFolderError(
+            f"{ckpt_path}: refused: the checkpoint holds objects other than tensors and plain values, "
+            f"which could run code when loaded (weights_only). Details: {str(err).splitlines()[0]}"
+        ) from None
+    (out / "checkpoints" / INTERRUPTED).unlink(missing_ok=True)
 
     # Reload the best weights; weights_only refuses pickled code in the checkpoint.
     if checkpoint.best_model_path:
@@ -96,36 +125,54 @@ def fit(cfg: TrainConfig, overwrite: bool = False) -> TrainResult:
     if trainer.is_global_zero:
         export_model(task.model, tokenizer, model_dir, cfg)
         write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-        csv_path = Path(trainer.loggers[0].log_dir) / "metrics.csv"
-        if csv_path.exists():
-            plot_training_curves(csv_path, out / "training_curves.png")
+        csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
+        if csvs:
+            plot_training_curves(csvs, out / "training_curves.png")
     return TrainResult(out, model_dir, metrics)
 
 
+def _keep_old_logs(out: Path) -> None:
+    """Lightning's CSV logger starts its file afresh: keep the part before a resume beside it."""
+    csv_path = out / "logs" / "metrics.csv"
+    if csv_path.exists() and trainer_is_rank_zero():
+        n = len(list(csv_path.parent.glob("metrics-part*.csv")))
+        csv_path.rename(csv_path.with_name(f"metrics-part{n + 1}.csv"))
+
+
+def trainer_is_rank_zero() -> bool:
+    return rank_zero_only.rank == 0
+
+
 def prepare_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder unless told to replace the old one."""
+    """Refuse to mix two runs in one folder unless told to replace the old one.
+
+    With ``overwrite`` the old run is cleared except its ``model/``, which the
+    new run swaps atomically when it finishes: a failed new run loses nothing.
+    """
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(
-                f"{out}: output folder is not empty; pass --overwrite to replace it "
-                "or choose another --output-dir"
+                f"{out}: output folder is not empty; pass --overwrite to replace it, "
+                f"--resume {out} to continue it, or choose another --output-dir"
             )
         for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if child.name != "model":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
 def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
     t = cfg.trainer
-    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step")]
+    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out)]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience,
                                        mode="min" if t.monitor == "val_loss" else "max"))
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
-    loggers = [CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="logs", version="tensorboard")]
+    loggers = [CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=t.log_every_n_steps),
+               TensorBoardLogger(out, name="logs", version="tensorboard")]
     precision = "32-true" if t.precision == "32" else t.precision
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,

@@ -1,0 +1,129 @@
+"""Stop cleanly on SIGINT/SIGTERM and continue exactly where training stopped.
+
+``ResumeCallback`` turns the first Ctrl+C (or a scheduler's SIGTERM) into a
+checkpoint written at the end of the current batch: model, optimizer,
+scheduler, step counters (Lightning), plus what Lightning does not keep: the
+position inside the epoch and the random-number generators. Resuming from it
+replays the same batches in the same order with the same dropout masks, so an
+interrupted-and-resumed run ends where an uninterrupted one would.
+
+>>> korpair.train("sample", overrides=["trainer.output_dir=runs/a"])    # Ctrl+C mid-epoch
+>>> korpair.train(resume="runs/a")                                    # same result as never stopping
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from korpair.errors import TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted.ckpt"
+LAST = "last.ckpt"
+
+
+def find_resume_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint to continue from: an interruption's, else the last one, else none."""
+    folder = Path(output_dir) / "checkpoints"
+    for name in (INTERRUPTED, LAST):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+class ResumeCallback(L.Callback):
+    """Checkpoint on SIGINT/SIGTERM at the next batch boundary; restore data position and RNG."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.batches_done = 0
+        self._signal: int | None = None
+        self._previous: dict[int, object] = {}
+        self._restore: dict | None = None
+
+    # ---- signals
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self._signal = signum
+        log.warning("received %s: saving a checkpoint after this batch (press Ctrl+C again to abort)",
+                    signal.Signals(signum).name)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C aborts at once
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    # ---- progress inside the epoch
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches_done = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.batches_done = batch_idx + 1
+        if self._signal is not None:
+            path = self.output_dir / "checkpoints" / INTERRUPTED
+            save_checkpoint_atomic(trainer, path)
+            raise TrainingInterrupted(self.output_dir, trainer.global_step)
+
+    def state_dict(self) -> dict:
+        return {"batches_done": self.batches_done, "rng": capture_rng()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restore = state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs after Lightning restored the checkpoint and before the first batch is drawn.
+        if self._restore is None:
+            return
+        state, self._restore = self._restore, None
+        # Our own count: Lightning's "completed" counter lags by one when the checkpoint
+        # was written inside on_train_batch_end.
+        done = state["batches_done"]
+        if 0 < done < trainer.num_training_batches:
+            sampler = trainer.train_dataloader.batch_sampler
+            sampler.skip = done  # replay the rest of this epoch's batches, in the same order
+            self.batches_done = done
+        restore_rng(state["rng"])
+        log.info("resumed at step %d (epoch %d, batch %d)", trainer.global_step, trainer.current_epoch, done)
+
+
+def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    trainer.save_checkpoint(tmp)
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+
+
+def capture_rng() -> dict:
+    # Tensors, ints and tuples only, so that weights_only loading accepts the checkpoint.
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
