@@ -69,9 +69,9 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              split: str = "validation", output_dir: str | Path | None = None, batch_size: int = 64,
              text_a_column: str | None = None, text_b_column: str | None = None,
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
-             device: str | None = None) -> EvalReport:
+             device: str | None = None, trust_remote_code: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``) or on a split of a corpus."""
-    predictor = Predictor.from_pretrained(model_dir, device=device)
+    predictor = Predictor.from_pretrained(model_dir, device=device, trust_remote_code=trust_remote_code)
     labels = predictor.labels
     if data is not None:
         pairs = read_pairs(data, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
@@ -89,10 +89,11 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
     return evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source)
 
 
-def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64
-            ) -> list[Prediction]:
+def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,
+            trust_remote_code: bool = False) -> list[Prediction]:
     """Classify pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
-    return Predictor.from_pretrained(model_dir).predict(pairs, batch_size=batch_size)
+    predictor = Predictor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    return predictor.predict(pairs, batch_size=batch_size)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
@@ -106,13 +107,15 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, d
 
 def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
                  batch_size: int = 64, text_a_column: str | None = None, text_b_column: str | None = None,
-                 encoding: str = "utf-8", fmt: str = "auto", progress: bool = False) -> int:
+                 encoding: str = "utf-8", fmt: str = "auto", progress: bool = False,
+                 trust_remote_code: bool = False) -> int:
     """Stream pairs from a CSV/TSV/JSONL file to a JSONL or CSV file of predictions.
 
     The input is read in chunks, so files larger than memory work; the output
     appears only when complete. Returns the number of pairs written.
     """
-    predictor = model_dir if isinstance(model_dir, Predictor) else Predictor.from_pretrained(model_dir)
+    predictor = model_dir if isinstance(model_dir, Predictor) else \
+        Predictor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     pairs = iter_pairs(input_file, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
                        require_label=False, drop_labels=(), encoding=encoding, strict=False)
     output_file = Path(output_file)

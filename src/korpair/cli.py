@@ -102,6 +102,7 @@ def train(
     num_nodes: Annotated[Optional[int], typer.Option(help="machines (DDP)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="auto, ddp, fsdp, deepspeed")] = None,
     seed: Annotated[Optional[int], typer.Option(help="trainer.seed")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
     resume: Annotated[Optional[str], typer.Option(
         help="continue an interrupted run: its folder, or 'auto' (the output folder, if it has a checkpoint)")] = None,
@@ -122,6 +123,8 @@ def train(
         overrides.insert(0, "corpus.name=files")
     if model is not None:
         overrides.append("model.from_scratch=false")
+    if trust_remote_code:
+        overrides.append("model.trust_remote_code=true")
     if resume is not None and resume != "auto" and (config != "sample" or corpus or model):
         console.print("[yellow]--resume uses the run's saved config; the CONFIG argument is ignored[/yellow]")
     result = _run(lambda: api.train(config, overrides, overwrite=overwrite, resume=resume))
@@ -141,13 +144,15 @@ def evaluate(
     label_column: Annotated[Optional[str], typer.Option(help="column of the gold label")] = None,
     encoding: Annotated[str, typer.Option(help="file encoding, e.g. cp949")] = "utf-8",
     batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
+    trust_remote_code: Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")] = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix and a predictions file."""
     from korpair import api
 
     report = _run(lambda: api.evaluate(model_dir, data, corpus=corpus, split=split, output_dir=output_dir,
                                        batch_size=batch_size, text_a_column=text_a, text_b_column=text_b,
-                                       label_column=label_column, encoding=encoding))
+                                       label_column=label_column, encoding=encoding,
+                                       trust_remote_code=trust_remote_code))
     m = report.metrics
     table = Table(title=f"{m['data']}  (n={m['n']})")
     for col in ("label", "precision", "recall", "f1", "support"):
@@ -177,6 +182,7 @@ def predict(
     text_b: Annotated[Optional[str], typer.Option(help="column of the second text")] = None,
     encoding: Annotated[str, typer.Option(help="input encoding, e.g. cp949")] = "utf-8",
     batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
+    trust_remote_code: Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")] = False,
 ) -> None:
     """Classify one pair (--premise/--hypothesis) or a whole file (--input/--output)."""
     from korpair import api
@@ -185,12 +191,13 @@ def predict(
         if output is None:
             _fail("--input needs --output (a .jsonl, .csv or .tsv file)")
         n = _run(lambda: api.predict_file(model_dir, input, output, batch_size=batch_size, text_a_column=text_a,
-                                          text_b_column=text_b, encoding=encoding, progress=True))
+                                          text_b_column=text_b, encoding=encoding, progress=True,
+                                          trust_remote_code=trust_remote_code))
         out.print(f"{n} predictions written to {output}")
         return
     if premise is None or hypothesis is None:
         _fail("give --premise and --hypothesis, or --input and --output")
-    [p] = _run(lambda: api.predict(model_dir, [(premise, hypothesis)]))
+    [p] = _run(lambda: api.predict(model_dir, [(premise, hypothesis)], trust_remote_code=trust_remote_code))
     out.print_json(json.dumps({"premise": premise, "hypothesis": hypothesis, **p.to_dict()}, ensure_ascii=False))
 
 

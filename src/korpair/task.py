@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch.optim.lr_scheduler import ExponentialLR
-from torchmetrics import MetricCollection
+from torchmetrics import MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import (
     get_constant_schedule_with_warmup,
@@ -37,6 +37,8 @@ class PairClassificationTask(L.LightningModule):
             {"accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro")},
             prefix="val_",
         )
+        # How many pairs validation saw across all ranks: proves no pair is dropped or duplicated.
+        self.val_examples = SumMetric()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -52,11 +54,14 @@ class PairClassificationTask(L.LightningModule):
         logits = self(batch)
         loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
         self.val_metrics.update(logits.argmax(-1), batch["labels"])
+        self.val_examples.update(torch.tensor(float(len(batch["labels"])), device=logits.device))
         self.log("val_loss", loss, sync_dist=True, batch_size=len(batch["labels"]))
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.log("val_examples", self.val_examples.compute())
         self.val_metrics.reset()
+        self.val_examples.reset()
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -69,7 +69,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
             raise OutputExistsError(f"{out}: no checkpoint to resume from (checkpoints/{INTERRUPTED} "
                                     f"or checkpoints/{LAST}); start a new run with --overwrite")
         _keep_old_logs(out)
-    else:
+    elif trainer_is_rank_zero():  # other DDP ranks start later, into rank 0's folder
         prepare_output_dir(out, overwrite)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     started = time.perf_counter()
@@ -94,7 +94,11 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
         mode="min" if cfg.trainer.monitor == "val_loss" else "max", save_top_k=1, save_last=True,
     )
     trainer = build_trainer(cfg, out, checkpoint)
-    write_text(out / CONFIG_NAME, cfg.to_yaml())
+    if trainer.is_global_zero:
+        write_text(out / CONFIG_NAME, cfg.to_yaml())
+        log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",
+                 effective_batch_size(cfg, trainer), cfg.data.batch_size, trainer.world_size,
+                 cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
     # weights_only: a checkpoint can carry no code; korpair's own state is tensors and plain types
     try:
         trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
@@ -118,7 +122,9 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
         "train_pairs": len(splits.train),
         "validation_pairs": len(splits.validation),
         "dropped_rows": dict(splits.dropped),
-        "effective_batch_size": cfg.data.batch_size * cfg.trainer.accumulate_grad_batches * trainer.world_size,
+        "effective_batch_size": effective_batch_size(cfg, trainer),
+        "peak_lr": cfg.optim.lr,
+        "world_size": trainer.world_size,
         "train_seconds": round(time.perf_counter() - started, 2),
     }
     model_dir = out / "model"
@@ -140,7 +146,12 @@ def _keep_old_logs(out: Path) -> None:
 
 
 def trainer_is_rank_zero() -> bool:
+    """True in the process that owns the outputs (Lightning reads the rank from the environment)."""
     return rank_zero_only.rank == 0
+
+
+def effective_batch_size(cfg: TrainConfig, trainer: L.Trainer) -> int:
+    return cfg.data.batch_size * cfg.trainer.accumulate_grad_batches * trainer.world_size
 
 
 def prepare_output_dir(out: Path, overwrite: bool) -> None:

@@ -1,0 +1,38 @@
+"""Two-process DDP on CPU (gloo): one model folder, validation over the whole set exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from korpair.sample import generate_pair_task
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    rows = generate_pair_task(600, seed=11)
+    train, validation = rows[:450], rows[450:]  # 150 validation pairs: not a multiple of 2 x 64
+    for name, part in (("train", train), ("validation", validation)):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "korpair", "train", "sample", "-o", str(out),
+           "--train-file", str(tmp_path / "train.jsonl"), "--validation-file", str(tmp_path / "validation.jsonl"),
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "2"]
+    for item in ("model.vocab_size=1000", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+                 "model.intermediate_size=64", "trainer.progress_bar=false", f"data.cache_dir={tmp_path / 'cache'}",
+                 "data.eval_batch_size=64"):
+        cmd += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["effective_batch_size"] == 64
+    assert metrics["val_examples"] == len(validation), "every validation pair counted exactly once"
+    # 450 pairs / 32 per batch = 15 batches; each rank steps 7 of them per epoch (even shards)
+    assert metrics["global_step"] == 2 * 7
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("model")) == ["model"]
+    assert (out / "model" / "model.safetensors").is_file()
