@@ -51,6 +51,7 @@ def trained_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run")
     return api.train("sample", [f"trainer.output_dir={out}", f"data.cache_dir={out / 'cache'}",
+                                "model.hidden_size=128", "model.num_layers=2", "model.intermediate_size=512",
                                 "trainer.max_epochs=2", "trainer.progress_bar=false"])
 
 
