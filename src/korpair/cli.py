@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from korpair.version import __version__
@@ -283,7 +284,7 @@ def _run(call):
     try:
         return call()
     except TrainingInterrupted as err:
-        console.print(f"[bold yellow]stopped:[/bold yellow] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[bold yellow]stopped:[/bold yellow] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except KorpairError as err:
         _fail(str(err))
@@ -293,7 +294,8 @@ def _run(call):
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    # escape: file contents in a message (e.g. "[/b]") must not be read as console markup
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -13,12 +13,14 @@ dropped silently: dropped rows are counted per reason and reported.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -44,6 +46,9 @@ TEXT_A_NAMES = ("premise", "sentence1", "text_a", "text", "sentence_a", "questio
 TEXT_B_NAMES = ("hypothesis", "sentence2", "text_b", "text_pair", "sentence_b", "question2")
 LABEL_NAMES = ("gold_label", "label", "labels")
 MAX_ERRORS_SHOWN = 10
+ENCODING_NAMES = {"utf-8": "UTF-8", "cp949": "CP949 (EUC-KR family)", "utf-16": "UTF-16"}
+# A lone UTF-16 surrogate (JSON "\ud800") is not a character: encoding or tokenizing it fails later.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # csv's default field limit (128 KiB) is too small for some long-document pair tasks.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -106,6 +111,8 @@ class Splits:
 def detect_format(path: Path, fmt: str = "auto") -> str:
     """The file format, from ``fmt`` or the extension."""
     if fmt != "auto":
+        if fmt not in FORMATS:  # else an unknown one would silently be read as CSV
+            raise CorpusError(f"{path}: unknown format {fmt!r}; pass one of {FORMATS} or 'auto'")
         return fmt
     suffix = path.suffix.lower().lstrip(".")
     if suffix in FORMATS:
@@ -140,6 +147,8 @@ def iter_records(path: Path, fmt: str = "auto", encoding: str = "utf-8") -> Iter
         raise CorpusError(_explain_decode_error(path, err, encoding)) from None
     except LookupError:
         raise CorpusError(f"{path}: unknown encoding {encoding!r}") from None
+    except OSError as err:  # unreadable (permissions, I/O error): a user problem, not a crash
+        raise CorpusError(f"{path}: cannot read: {err.strerror or err}") from None
 
 
 def _iter_json(path: Path, fh: io.TextIOBase) -> Iterator[tuple[str, dict]]:
@@ -147,6 +156,8 @@ def _iter_json(path: Path, fh: io.TextIOBase) -> Iterator[tuple[str, dict]]:
         data = json.load(fh)
     except json.JSONDecodeError as err:
         raise CorpusError(f"{path}:{err.lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
+    except RecursionError:  # e.g. "[[[[..." thousands deep: json's C scanner recurses per level
+        raise CorpusError(f"{path}: invalid JSON: nested too deeply") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -165,6 +176,8 @@ def _iter_jsonl(path: Path, fh: io.TextIOBase) -> Iterator[tuple[str, dict]]:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
             raise CorpusError(f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
+        except RecursionError:
+            raise CorpusError(f"{path}:{lineno}: invalid JSON: nested too deeply") from None
         if not isinstance(rec, dict):
             raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         yield f"{path}:{lineno}", rec
@@ -209,15 +222,19 @@ def _explain_decode_error(path: Path, err: UnicodeDecodeError, encoding: str) ->
             line.decode(encoding)
         except UnicodeDecodeError:
             break
-    hint = ""
-    for guess in ("cp949", "utf-16"):
+    # UTF-16 without a byte order mark is never guessed: nearly any even-length bytes decode as UTF-16.
+    guesses = [g for g in ("utf-8", "cp949") if codecs.lookup(g).name != codecs.lookup(encoding).name]
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        guesses.insert(0, "utf-16")
+    for guess in guesses:
         try:
             raw.decode(guess)
         except UnicodeDecodeError:
             continue
-        hint = f"; it looks like {guess.upper()} (EUC-KR family): pass --encoding {guess}"
-        break
-    return f"{path}:{lineno}: not valid {encoding} text{hint}"
+        return (f"{path}:{lineno}: not valid {encoding} text; it looks like {ENCODING_NAMES[guess]}: "
+                f"pass encoding={guess!r} (CLI: --encoding {guess}, or --set corpus.encoding={guess})")
+    tried = " or ".join(ENCODING_NAMES[g] for g in guesses)
+    return f"{path}:{lineno}: not valid {encoding} text (nor {tried}): is it a text file?"
 
 
 def _pick_column(keys: Sequence[str], wanted: str | None, candidates: Sequence[str]) -> str | None:
@@ -324,12 +341,16 @@ def iter_pairs(
             premise, hypothesis = rec[a], rec[b]
         except KeyError as err:
             problems.append(f"{where}: missing field {err.args[0]!r}")
+            if not strict:
+                break
             continue
         label = None
         if lab is not None:
             raw_label = rec.get(lab)
             if raw_label is None and require_label:
                 problems.append(f"{where}: missing field {lab!r}")
+                if not strict:
+                    break
                 continue
             label = None if raw_label is None else str(raw_label).strip()
             if label in drop_labels:
@@ -364,6 +385,10 @@ def _row_problem(premise, hypothesis, label, require_label, allowed) -> str | No
             return f"{name} must be a string, got {type(text).__name__}"
         if not text.strip():
             return f"empty {name}"
+    for name, text in (("first text", premise), ("second text", hypothesis), ("label", label or "")):
+        bad = LONE_SURROGATE.search(text)
+        if bad:
+            return f"{name} holds a lone surrogate {bad.group()!r} at character {bad.start()} (not valid Unicode)"
     if require_label and not label:
         return "empty label"
     if allowed is not None and label is not None and label not in allowed:

@@ -189,7 +189,9 @@ def _request_models(limits: ServeLimits) -> tuple[type[BaseModel], type[BaseMode
     Text = Annotated[
         str,
         Field(min_length=1, max_length=limits.max_text_chars,
-              description=f"1 to {limits.max_text_chars} characters, not only whitespace"),
+              description=f"1 to {limits.max_text_chars} characters, not only whitespace",
+              # In the schema only, so that clients and fuzzers know; _check_text gives the friendlier error.
+              json_schema_extra={"pattern": NOT_ONLY_WHITESPACE}),
         AfterValidator(_check_text),
     ]
 
@@ -208,6 +210,10 @@ def _request_models(limits: ServeLimits) -> tuple[type[BaseModel], type[BaseMode
                                     description=f"1 to {limits.max_pairs} pairs")
 
     return PairIn, PairsIn
+
+
+# A character that str.isspace() rejects, written so that both ECMA (JSON Schema) and Python regexes read it.
+NOT_ONLY_WHITESPACE = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def _check_text(text: str) -> str:

@@ -49,11 +49,16 @@ class ServeLimits(BaseModel):
             raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
+# The rest of a refused body is never read: close the connection rather than let the client keep sending
+# (the server would otherwise read and discard up to the declared length before the next request).
+CLOSE = {"connection": "close"}
+
+
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` once a streamed body passes the limit; the app's handler answers 413."""
 
     def __init__(self, max_body_bytes: int) -> None:
-        super().__init__(413, f"request body over {max_body_bytes} bytes")
+        super().__init__(413, f"request body over {max_body_bytes} bytes", headers=dict(CLOSE))
 
 
 class BodySizeLimit:
@@ -61,7 +66,8 @@ class BodySizeLimit:
 
     A declared ``Content-Length`` over the limit is refused before the app runs.
     A body without one (chunked) is counted as it streams, and reading stops at
-    the first chunk past the limit. ``too_large(max_body_bytes)`` makes the response.
+    the first chunk past the limit. ``too_large(max_body_bytes)`` makes the response;
+    it says ``Connection: close``, so the unread rest of the body is not waited for.
 
     >>> app.add_middleware(BodySizeLimit, max_body_bytes=1 << 20, too_large=lambda n: Response(status_code=413))
     """
@@ -77,7 +83,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await self.too_large(self.max_body_bytes)(scope, receive, send)
+            await self._refuse(scope, receive, send)
             return
 
         received = 0
@@ -103,7 +109,12 @@ class BodySizeLimit:
             # Normally the app's exception handler answers; this covers a body read outside a route.
             if started:
                 raise
-            await self.too_large(self.max_body_bytes)(scope, receive, send)
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = self.too_large(self.max_body_bytes)
+        response.headers.update(CLOSE)
+        await response(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:
