@@ -93,11 +93,39 @@ class LabelMap:
         return len(self.names)
 
 
+@dataclass(frozen=True)
+class PairStream:
+    """A split read from its files again on every iteration, never held in memory.
+
+    Made by ``stream_split`` after a first pass that checked every row (all bad
+    rows reported at once), counted the pairs and dropped rows and collected
+    the labels. ``key`` fixes the content without reading it: the files'
+    sha256 and the reading options.
+
+    >>> train = stream_split(CorpusConfig(name="kornli"), "train")
+    >>> len(train), next(iter(train)).label
+    (942854, 'entailment')
+    """
+
+    files: tuple[Path, ...]
+    options: dict
+    limit: int | None
+    count: int
+    labels: frozenset[str]
+    key: str
+
+    def __iter__(self) -> Iterator[Pair]:
+        return _iter_files(self.files, self.options, self.limit, strict=False)
+
+    def __len__(self) -> int:
+        return self.count
+
+
 @dataclass
 class Splits:
     """The corpus split into train / validation / (optional) test, with its labels."""
 
-    train: list[Pair]
+    train: list[Pair] | PairStream
     validation: list[Pair]
     test: list[Pair] | None
     labels: LabelMap
@@ -297,13 +325,16 @@ def iter_pairs(
     dropped: Counter | None = None,
     limit: int | None = None,
     strict: bool = True,
+    eager: bool = False,
 ) -> Iterator[Pair]:
     """Stream pairs from one file (see ``read_pairs``).
 
     With ``strict`` (the default) nothing is yielded from a file with bad rows
     only up to the first one; the error lists every bad row found in the file.
     Streaming callers that cannot hold the file pass ``strict=False`` and get
-    an error at the first bad row.
+    an error at the first bad row. ``strict`` and ``eager`` together yield each
+    good pair as it is read (nothing is held) and raise the error listing every
+    bad row after the last pair: for a first pass that only checks and counts.
     """
     path = Path(path)
     dropped = dropped if dropped is not None else Counter()
@@ -363,7 +394,7 @@ def iter_pairs(
                 break
             continue
         pair = Pair(premise.strip(), hypothesis.strip(), label)
-        if strict:
+        if strict and not eager:
             good.append(pair)
         else:
             yield pair
@@ -638,16 +669,55 @@ def read_split(cfg: CorpusConfig, split: str, labels: Sequence[str] | None = Non
     return pairs
 
 
-def load_splits(cfg: CorpusConfig) -> Splits:
-    """Read the train / validation / (test) pairs that a corpus config names."""
+def stream_split(cfg: CorpusConfig, split: str, labels: Sequence[str] | None = None,
+                 dropped: Counter | None = None, limit: int | None = None,
+                 resolved: tuple | None = None) -> PairStream:
+    """Check one split in a first pass, then hand it out as a ``PairStream`` (see ``read_split``).
+
+    Memory stays flat whatever the file size; the price is reading the files
+    once more for every pass over the stream.
+    """
+    files, columns, default_labels = resolved or resolve_files(cfg, [split])
+    labels = labels if labels is not None else default_labels
+    options = dict(fmt=cfg.format, text_a_column=columns[0], text_b_column=columns[1], label_column=columns[2],
+                   labels=None if labels is None else tuple(labels), drop_labels=tuple(cfg.drop_labels),
+                   encoding=cfg.encoding)
+    paths = tuple(Path(p) for p in files[split])
+    count, seen = 0, set()
+    for pair in _iter_files(paths, options, limit, strict=True, eager=True, dropped=dropped):
+        count += 1
+        seen.add(pair.label)
+    key = hashlib.sha256(json.dumps({"files": [sha256_file(p) for p in paths], "limit": limit, **options},
+                                    sort_keys=True).encode()).hexdigest()
+    return PairStream(paths, options, limit, count, frozenset(seen - {None}), key)
+
+
+def _iter_files(paths: Sequence[Path], options: dict, limit: int | None, **kwargs) -> Iterator[Pair]:
+    left = limit
+    for path in paths:
+        for pair in iter_pairs(path, **options, limit=left, **kwargs):
+            yield pair
+            left = None if left is None else left - 1
+        if left is not None and left <= 0:
+            return
+
+
+def load_splits(cfg: CorpusConfig, *, stream_train: bool = False) -> Splits:
+    """Read the train / validation / (test) pairs that a corpus config names.
+
+    With ``stream_train`` the training split is a ``PairStream``: checked in a
+    first pass, then read again on each use, so a file larger than memory works.
+    """
     resolved = resolve_files(cfg)
     files, _, labels = resolved
     dropped: Counter = Counter()
-    train = read_split(cfg, "train", labels, dropped, cfg.max_train_pairs, resolved)
+    read_train = stream_split if stream_train else read_split
+    train = read_train(cfg, "train", labels, dropped, cfg.max_train_pairs, resolved)
     validation = read_split(cfg, "validation", labels, dropped, None, resolved)
     test = read_split(cfg, "test", labels, dropped, None, resolved) if "test" in files else None
     if labels is None:
-        labels = tuple(sorted({p.label for p in train if p.label is not None}))
+        train_labels = train.labels if isinstance(train, PairStream) else {p.label for p in train}
+        labels = tuple(sorted(train_labels - {None}))
         unseen = {p.label for p in validation} - set(labels)
         if unseen:
             raise CorpusError(

@@ -3,7 +3,10 @@
 Encoded features are stored as flat memory-mapped NumPy arrays (token ids plus
 offsets), so a corpus larger than memory costs little RSS, and a second run
 with the same data, tokenizer and max length reads them back instead of
-tokenizing again.
+tokenizing again. ``encode_pairs_cached`` streams: it takes any iterable of
+pairs (a list, or a generator over a file larger than memory), tokenizes it
+chunk by chunk and appends each chunk to the ``.npy`` files on disk, so its
+peak memory is one chunk, not the corpus.
 
 >>> feats = encode_pairs_cached(tokenizer, pairs, label_map, max_length=64)
 >>> batch = PairCollator(pad_id=0)([feats[i] for i in range(4)])
@@ -14,13 +17,15 @@ torch.Size([4, 24])
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -30,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from korpair.config import DataConfig
 from korpair.corpora import LabelMap, Pair
+from korpair.errors import KorpairError
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +49,27 @@ def default_cache_dir() -> Path:
 
 
 class EncodedPairs(Dataset):
-    """Token ids of many pairs, flat, with offsets; item ``i`` is one pair's arrays."""
+    """Token ids of many pairs, flat, with offsets; item ``i`` is one pair's arrays.
+
+    Loaded from disk (``EncodedPairs.load``), ``input_ids``, ``token_type_ids``
+    and ``labels`` are read-only memory maps: pages are read when a batch needs
+    them and the kernel may drop them again, so they cost no anonymous memory.
+    Only ``offsets`` is held in RAM (8 bytes per pair), because every sampler
+    needs all the lengths. Pickling (DataLoader workers under ``spawn``,
+    ``ddp_spawn``) sends the folder, not the arrays; the receiver maps it again.
+
+    >>> feats = EncodedPairs.load(folder)
+    >>> feats[0]["input_ids"], feats.lengths[:3]
+    (memmap([2, 417, ..., 3], dtype=int32), array([21, 17, 30]))
+    """
 
     def __init__(self, input_ids: np.ndarray, token_type_ids: np.ndarray | None,
-                 offsets: np.ndarray, labels: np.ndarray | None) -> None:
+                 offsets: np.ndarray, labels: np.ndarray | None, folder: Path | None = None) -> None:
         self.input_ids = input_ids
         self.token_type_ids = token_type_ids
         self.offsets = offsets
         self.labels = labels
+        self.folder = folder  # set when the arrays are memory maps of this folder
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -68,6 +87,17 @@ class EncodedPairs(Dataset):
             item["labels"] = int(self.labels[i])
         return item
 
+    def __getstate__(self) -> dict:
+        # np.memmap pickles as a full in-memory copy: send the folder instead.
+        if self.folder is not None:
+            return {"folder": self.folder}
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict) -> None:
+        if set(state) == {"folder"}:
+            state = EncodedPairs.load(state["folder"]).__dict__
+        self.__dict__.update(state)
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "input_ids.npy", self.input_ids)
@@ -79,19 +109,27 @@ class EncodedPairs(Dataset):
 
     @classmethod
     def load(cls, folder: Path) -> EncodedPairs:
+        folder = Path(folder)
+
         def opt(name: str) -> np.ndarray | None:
             path = folder / f"{name}.npy"
             return np.load(path, mmap_mode="r") if path.exists() else None
 
         return cls(np.load(folder / "input_ids.npy", mmap_mode="r"), opt("token_type_ids"),
-                   np.load(folder / "offsets.npy"), opt("labels"))
+                   np.load(folder / "offsets.npy"), opt("labels"), folder)
 
 
 def encode_pairs(tokenizer, pairs: Sequence[Pair], label_map: LabelMap | None,
                  max_length: int) -> EncodedPairs:
-    """Tokenize pairs as ``[CLS] a [SEP] b [SEP]``, truncating the longer text first."""
+    """Tokenize pairs in memory as ``[CLS] a [SEP] b [SEP]``, truncating the longer text first.
+
+    Holds all the features in RAM; for a corpus of any size use ``encode_pairs_cached``.
+
+    >>> encode_pairs(tokenizer, [Pair("비가 온다", "날씨가 맑다", "contradiction")], labels, 64)[0]
+    {'input_ids': array([2, 1021, 388, 3, 730, 1544, 3], dtype=int32), 'token_type_ids': ..., 'labels': 2}
+    """
     use_tti = "token_type_ids" in tokenizer.model_input_names
-    ids_chunks, tti_chunks, lengths = [], [], []
+    ids_chunks, tti_chunks, len_chunks = [], [], []
     for start in range(0, len(pairs), ENCODE_CHUNK):
         chunk = pairs[start : start + ENCODE_CHUNK]
         enc = tokenizer(
@@ -99,13 +137,15 @@ def encode_pairs(tokenizer, pairs: Sequence[Pair], label_map: LabelMap | None,
             truncation="longest_first", max_length=max_length,
             return_attention_mask=False, return_token_type_ids=use_tti,
         )
-        for ids in enc["input_ids"]:
-            lengths.append(len(ids))
-        ids_chunks.append(np.fromiter((t for ids in enc["input_ids"] for t in ids), dtype=np.int32))
+        lengths = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(chunk))
+        total = int(lengths.sum())
+        len_chunks.append(lengths)
+        ids_chunks.append(np.fromiter(itertools.chain.from_iterable(enc["input_ids"]), np.int32, total))
         if use_tti:
-            tti_chunks.append(np.fromiter((t for tt in enc["token_type_ids"] for t in tt), dtype=np.int8))
+            tti_chunks.append(np.fromiter(itertools.chain.from_iterable(enc["token_type_ids"]), np.int8, total))
     offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    if len_chunks:
+        np.cumsum(np.concatenate(len_chunks), out=offsets[1:])
     labels = None
     if label_map is not None and pairs and all(p.label is not None for p in pairs):
         labels = np.fromiter((label_map.id(p.label) for p in pairs), dtype=np.int64, count=len(pairs))
@@ -115,7 +155,11 @@ def encode_pairs(tokenizer, pairs: Sequence[Pair], label_map: LabelMap | None,
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A digest of everything in the tokenizer that changes token ids."""
+    """A digest of everything in the tokenizer that changes token ids.
+
+    >>> tokenizer_fingerprint(AutoTokenizer.from_pretrained("beomi/kcbert-base"))[:12]
+    '5c1b0e3f9a77'
+    """
     h = hashlib.sha256()
     h.update(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -129,43 +173,183 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def pairs_fingerprint(pairs: Sequence[Pair], label_map: LabelMap | None) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(label_map.names if label_map else None).encode())
-    for p in pairs:
+class _PairsDigest:
+    """sha256 of the label names and every pair's texts and label, fed chunk by chunk."""
+
+    def __init__(self, label_map: LabelMap | None) -> None:
+        self._h = hashlib.sha256(json.dumps(label_map.names if label_map else None).encode())
+
+    def update(self, pairs: Iterable[Pair]) -> None:
         # \x1f/\x1e separators cannot occur inside normal text, so boundaries are unambiguous
-        h.update(f"{p.premise}\x1f{p.hypothesis}\x1f{p.label}\x1e".encode())
-    return h.hexdigest()
+        self._h.update("".join(f"{p.premise}\x1f{p.hypothesis}\x1f{p.label}\x1e" for p in pairs).encode())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
 
 
-def encode_pairs_cached(tokenizer, pairs: Sequence[Pair], label_map: LabelMap | None,
-                        max_length: int, cache_dir: Path | None = None) -> EncodedPairs:
-    """``encode_pairs`` with a disk cache keyed by data content, tokenizer and max length."""
-    key = hashlib.sha256(json.dumps({
+def pairs_fingerprint(pairs: Sequence[Pair], label_map: LabelMap | None) -> str:
+    digest = _PairsDigest(label_map)
+    for start in range(0, len(pairs), ENCODE_CHUNK):
+        digest.update(pairs[start : start + ENCODE_CHUNK])
+    return digest.hexdigest()
+
+
+class _NpyAppender:
+    """A 1-D ``.npy`` file written chunk by chunk with plain writes.
+
+    The header goes first with shape (0,); numpy reserves room in it for the
+    shape to grow (``GROWTH_AXIS_MAX_DIGITS``), so ``close`` rewrites it in
+    place with the final length. Plain writes go through the page cache, which
+    is not the process's memory; writing through a memory map would count
+    every written page in the writer's RSS.
+    """
+
+    def __init__(self, path: Path, dtype) -> None:
+        self.path, self.dtype, self.count = path, np.dtype(dtype), 0
+        self._fh = open(path, "wb")
+        self._header_size = self._fh.write(self._header(0))
+
+    def _header(self, count: int) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                   "fortran_order": False, "shape": (count,)})
+        return buf.getvalue()
+
+    def append(self, values: np.ndarray) -> None:
+        self._fh.write(memoryview(np.ascontiguousarray(values, dtype=self.dtype)).cast("B"))
+        self.count += len(values)
+
+    def close(self) -> None:
+        header = self._header(self.count)
+        if len(header) != self._header_size:  # pragma: no cover - numpy < 1.24 reserves no room
+            raise RuntimeError(f"{self.path}: numpy wrote a longer .npy header; upgrade numpy to >= 1.26")
+        self._fh.seek(0)
+        self._fh.write(header)
+        self._fh.close()
+
+    def discard(self) -> None:
+        self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _write_features(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None, max_length: int,
+                    folder: Path, chunk_size: int = ENCODE_CHUNK) -> str:
+    """Encode ``pairs`` chunk by chunk into the ``.npy`` files of ``folder``; return their digest.
+
+    Memory: one chunk of pairs and its token lists, whatever the corpus size.
+    The digest is ``pairs_fingerprint`` of everything streamed.
+    """
+    use_tti = "token_type_ids" in tokenizer.model_input_names
+    ids = _NpyAppender(folder / "input_ids.npy", np.int32)
+    tti = _NpyAppender(folder / "token_type_ids.npy", np.int8) if use_tti else None
+    offsets = _NpyAppender(folder / "offsets.npy", np.int64)
+    labels = _NpyAppender(folder / "labels.npy", np.int64) if label_map is not None else None
+    files = [f for f in (ids, tti, offsets, labels) if f is not None]
+    digest = _PairsDigest(label_map)
+    end, n_pairs, all_labeled = 0, 0, True
+    try:
+        offsets.append(np.zeros(1, dtype=np.int64))
+        stream = iter(pairs)
+        while chunk := list(itertools.islice(stream, chunk_size)):
+            digest.update(chunk)
+            # module-level lookup, so tests can count tokenizer passes
+            feats = encode_pairs(tokenizer, chunk, label_map, max_length)
+            ids.append(feats.input_ids)
+            if tti is not None:
+                tti.append(feats.token_type_ids)
+            offsets.append(feats.offsets[1:] + end)
+            end += int(feats.offsets[-1])
+            n_pairs += len(chunk)
+            if labels is not None and all_labeled:
+                all_labeled = feats.labels is not None
+                if all_labeled:
+                    labels.append(feats.labels)
+    except BaseException:
+        for f in files:
+            f.discard()
+        raise
+    if labels is not None and not (all_labeled and n_pairs):
+        labels.discard()  # like encode_pairs: labels only when every pair has one
+        files.remove(labels)
+    for f in files:
+        f.close()
+    return digest.hexdigest()
+
+
+def _cache_key(tokenizer, max_length: int, content: dict) -> str:
+    return hashlib.sha256(json.dumps({
         "format": CACHE_FORMAT,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_length": max_length,
-        "pairs": pairs_fingerprint(pairs, label_map),
+        **content,
     }).encode()).hexdigest()[:32]
+
+
+def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None,
+                        max_length: int, cache_dir: Path | None = None, *,
+                        source_key: str | None = None) -> EncodedPairs:
+    """``encode_pairs`` streamed to memory-mapped files, cached by data content, tokenizer and max length.
+
+    ``pairs`` may be a list or any iterable (a generator over a file larger
+    than memory): it is tokenized ``ENCODE_CHUNK`` pairs at a time and each
+    chunk is appended to the files, so peak memory is one chunk plus
+    8 bytes per pair (the offsets), not the corpus. The files are written in a
+    temporary folder that is renamed to the cache key at the end: a crash or a
+    bad row mid-way leaves nothing behind.
+
+    The key hashes the tokenizer, ``max_length`` and either every pair (a list
+    is hashed before anything is tokenized, so a hit costs one pass over it; an
+    iterator is hashed while it is encoded, so even a hit tokenizes it once) or
+    ``source_key``, a digest that fixes the pairs without reading them (e.g. the
+    files' sha256 and the reading options): then a hit never touches ``pairs``.
+
+    >>> stream = iter_pairs("train.jsonl", strict=False)
+    >>> feats = encode_pairs_cached(tokenizer, stream, labels, 64, source_key=sha256_file("train.jsonl"))
+    >>> len(feats), type(feats.input_ids).__name__
+    (1000000, 'memmap')
+    """
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder = root / key
-    if (folder / "offsets.npy").exists():
-        log.info("features cache hit: %s", folder)
-        return EncodedPairs.load(folder)
-    feats = encode_pairs(tokenizer, pairs, label_map, max_length)
+    key: str | None = None
+    if source_key is not None:
+        key = _cache_key(tokenizer, max_length, {"source": source_key,
+                                                 "labels": label_map.names if label_map else None})
+    elif isinstance(pairs, Sequence):
+        key = _cache_key(tokenizer, max_length, {"pairs": pairs_fingerprint(pairs, label_map)})
+    if key is not None and (root / key / "offsets.npy").exists():
+        log.info("features cache hit: %s", root / key)
+        return EncodedPairs.load(root / key)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}."))
-        feats.save(tmp)
-        try:
-            os.rename(tmp, folder)  # atomic; another process may have won the race
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("features cached: %s", folder)
-        return EncodedPairs.load(folder)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".encoding."))
     except OSError as err:  # a read-only cache must not stop training
-        log.warning("could not write the features cache in %s: %s", root, err)
-        return feats
+        log.warning("could not write the features cache in %s (%s): encoding in memory instead; "
+                    "set data.cache_dir to a writable folder for a corpus larger than memory", root, err)
+        return _encode_in_memory(tokenizer, pairs, label_map, max_length)
+    try:
+        digest = _write_features(tokenizer, pairs, label_map, max_length, tmp)
+        folder = root / (key or _cache_key(tokenizer, max_length, {"pairs": digest}))
+        try:
+            os.rename(tmp, folder)  # atomic
+            log.info("features cached: %s", folder)
+        except OSError:
+            if not (folder / "offsets.npy").exists():
+                raise
+            # another process won the race, or an iterator's content was already cached
+            log.info("features cache hit after encoding: %s", folder)
+    except OSError as err:  # disk full, quota ...
+        if not isinstance(pairs, Sequence):  # a stream cannot be read twice
+            raise KorpairError(f"could not write encoded features to {root}: {err}; free some space "
+                               "or point data.cache_dir at another disk") from err
+        log.warning("could not write the features cache in %s (%s): encoding in memory instead", root, err)
+        return _encode_in_memory(tokenizer, pairs, label_map, max_length)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; cleans up after an error
+    return EncodedPairs.load(folder)
+
+
+def _encode_in_memory(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None,
+                      max_length: int) -> EncodedPairs:
+    return encode_pairs(tokenizer, pairs if isinstance(pairs, Sequence) else list(pairs), label_map, max_length)
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -176,7 +360,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     padding, yet batch order stays random. With ``shuffle=False`` batches come
     in a fixed, length-sorted order (evaluation). Every rank gets the same
     number of training batches (a DDP step needs all ranks); for evaluation
-    (``even=False``) each pair is seen exactly once across ranks.
+    (``even=False``) each pair is seen exactly once across ranks. Memory: the
+    lengths and one permutation as NumPy arrays (8 bytes a pair each) and one
+    small array per batch; nothing per pair is a Python object.
+
+    >>> sampler = LengthGroupedBatchSampler(feats.lengths, batch_size=32, seed=7)
+    >>> next(iter(sampler))[:3]
+    [81234, 5120, 733410]
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool = True,
@@ -239,7 +429,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 class PairCollator:
-    """Pad a list of encoded pairs to the longest one (rounded up to ``pad_to_multiple_of``)."""
+    """Pad a list of encoded pairs to the longest one (rounded up to ``pad_to_multiple_of``).
+
+    >>> batch = PairCollator(pad_id=0, pad_to_multiple_of=8)([feats[0], feats[1]])
+    >>> sorted(batch), batch["input_ids"].shape
+    (['attention_mask', 'input_ids', 'labels', 'token_type_ids'], torch.Size([2, 24]))
+    """
 
     def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None) -> None:
         self.pad_id = pad_id
@@ -268,7 +463,15 @@ class PairCollator:
 
 
 class PairDataModule(L.LightningDataModule):
-    """Train and validation loaders over already-encoded features."""
+    """Train and validation loaders over already-encoded features.
+
+    Batches come from ``LengthGroupedBatchSampler`` over the features' lengths,
+    sharded across DDP ranks by the sampler itself (build the Trainer with
+    ``use_distributed_sampler=False``).
+
+    >>> data = PairDataModule(train_feats, val_feats, DataConfig(batch_size=32), pad_id=0, seed=7)
+    >>> trainer.fit(task, datamodule=data)
+    """
 
     def __init__(self, train: EncodedPairs, validation: EncodedPairs, cfg: DataConfig,
                  pad_id: int, seed: int = 0) -> None:

@@ -74,7 +74,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     started = time.perf_counter()
 
-    splits = load_splits(cfg.corpus)
+    # train: every row checked in a first pass, then streamed into the cache, never held in memory
+    splits = load_splits(cfg.corpus, stream_train=True)
     log.info("corpus %s: %d train / %d validation pairs, labels %s", cfg.corpus.name,
              len(splits.train), len(splits.validation), list(splits.labels.names))
     texts = (t for p in splits.train for t in (p.premise, p.hypothesis))
@@ -83,9 +84,9 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
         tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")  # the run's own vocabulary
     elif cfg.model.from_scratch and trainer_is_rank_zero():
         write_dir(out / "tokenizer", tokenizer.save_pretrained)
-    encode = lambda pairs: encode_pairs_cached(  # noqa: E731
-        tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir)
-    data = PairDataModule(encode(splits.train), encode(splits.validation), cfg.data,
+    encode = lambda pairs, key=None: encode_pairs_cached(  # noqa: E731
+        tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir, source_key=key)
+    data = PairDataModule(encode(splits.train, splits.train.key), encode(splits.validation), cfg.data,
                           pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
 
     task = PairClassificationTask(model, splits.labels, cfg.optim)
