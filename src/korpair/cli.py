@@ -79,6 +79,7 @@ def _main(
     _setup_logging(verbose)
 
 
+TrustRemoteCode = Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")]
 Override = Annotated[list[str], typer.Option("--set", "-s", metavar="KEY=VALUE",
                                               help="override a config key, e.g. --set optim.lr=3e-5 (repeatable)")]
 
@@ -103,7 +104,7 @@ def train(
     num_nodes: Annotated[Optional[int], typer.Option(help="machines (DDP)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="auto, ddp, fsdp, deepspeed")] = None,
     seed: Annotated[Optional[int], typer.Option(help="trainer.seed")] = None,
-    trust_remote_code: Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")] = False,
+    trust_remote_code: TrustRemoteCode = False,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
     resume: Annotated[Optional[str], typer.Option(
         help="continue an interrupted run: its folder, or 'auto' (the output folder, if it has a checkpoint)")] = None,
@@ -145,7 +146,7 @@ def evaluate(
     label_column: Annotated[Optional[str], typer.Option(help="column of the gold label")] = None,
     encoding: Annotated[str, typer.Option(help="file encoding, e.g. cp949")] = "utf-8",
     batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
-    trust_remote_code: Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")] = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix and a predictions file."""
     from korpair import api
@@ -183,7 +184,7 @@ def predict(
     text_b: Annotated[Optional[str], typer.Option(help="column of the second text")] = None,
     encoding: Annotated[str, typer.Option(help="input encoding, e.g. cp949")] = "utf-8",
     batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
-    trust_remote_code: Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")] = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Classify one pair (--premise/--hypothesis) or a whole file (--input/--output)."""
     from korpair import api
