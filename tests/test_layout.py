@@ -7,16 +7,17 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "korpair"
 
-# data flows corpora -> data -> model/task -> training -> inference -> evaluation/serve -> api -> cli
+# data flows corpora -> data -> model/task -> training -> inference -> evaluation/onnx -> serve -> api -> cli
 RANK = {
     "atomic": 0, "sample": 0,
     "corpora": 1, "metrics": 1, "plots": 1,
     "data": 2, "model": 2, "task": 2, "resume": 2,
     "training": 3, "inference": 3,
-    "evaluation": 4, "serve": 4, "onnx": 4,
-    "api": 5,
-    "cli": 6,
-    "__init__": 7, "__main__": 7,
+    "evaluation": 4, "onnx": 4,
+    "serve": 5,
+    "api": 6,
+    "cli": 7,
+    "__init__": 8, "__main__": 8,
 }
 ANYONE = {"config", "errors", "version"}
 

@@ -44,6 +44,23 @@ def load_config(config: str | Path | TrainConfig | dict | None, overrides: Seque
     return TrainConfig.from_file(config, list(overrides))
 
 
+def load_predictor(model_dir: str | Path, *, device: str | None = None, trust_remote_code: bool = False
+                   ) -> Predictor:
+    """A ``Predictor`` for a model folder; an exported ONNX folder (``model.onnx``) runs on ONNX Runtime."""
+    if (Path(model_dir) / "model.onnx").is_file():
+        from korpair.onnx import OnnxPredictor
+
+        return OnnxPredictor.from_pretrained(model_dir)
+    return Predictor.from_pretrained(model_dir, device=device, trust_remote_code=trust_remote_code)
+
+
+def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize: bool = False) -> Path:
+    """Export a model folder to ONNX (optionally int8-quantized) for ``predict``, ``evaluate`` and ``serve``."""
+    from korpair.onnx import export_onnx
+
+    return export_onnx(model_dir, output_dir, quantize=quantize)
+
+
 def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: Sequence[str] = (),
           overwrite: bool = False, resume: str | Path | None = None) -> TrainResult:
     """Fine-tune a classifier; returns where the model went and its validation metrics.
@@ -71,7 +88,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
              device: str | None = None, trust_remote_code: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``) or on a split of a corpus."""
-    predictor = Predictor.from_pretrained(model_dir, device=device, trust_remote_code=trust_remote_code)
+    predictor = load_predictor(model_dir, device=device, trust_remote_code=trust_remote_code)
     labels = predictor.labels
     if data is not None:
         pairs = read_pairs(data, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
@@ -92,7 +109,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,
             trust_remote_code: bool = False) -> list[Prediction]:
     """Classify pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
-    predictor = Predictor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    predictor = load_predictor(model_dir, trust_remote_code=trust_remote_code)
     return predictor.predict(pairs, batch_size=batch_size)
 
 
@@ -101,8 +118,8 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, d
     """Serve a model folder over HTTP (JSON API and web page) until interrupted."""
     from korpair.serve import ServeLimits, run_server
 
-    run_server(model_dir, host=host, port=port, device=device,
-               limits=ServeLimits.from_dict(limits or {}, "korpair serve"))
+    checked = ServeLimits.from_dict(limits or {}, "korpair serve")
+    run_server(model_dir, host=host, port=port, limits=checked, device=device)
 
 
 def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
@@ -115,7 +132,7 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
     appears only when complete. Returns the number of pairs written.
     """
     predictor = model_dir if isinstance(model_dir, Predictor) else \
-        Predictor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        load_predictor(model_dir, trust_remote_code=trust_remote_code)
     pairs = iter_pairs(input_file, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
                        require_label=False, drop_labels=(), encoding=encoding, strict=False)
     output_file = Path(output_file)

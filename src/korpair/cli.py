@@ -232,6 +232,25 @@ def serve(
 
 
 @app.command()
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="model folder to export")],
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 quantization")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o",
+                                                       help="default: MODEL_DIR/onnx (or onnx-int8)")] = None,
+) -> None:
+    """Export to ONNX for ONNX Runtime; predict, evaluate and serve accept the exported folder."""
+    from korpair import api
+
+    if format != "onnx":
+        _fail(f"--format {format!r}: only 'onnx' is supported")
+    if quantize not in (None, "int8"):
+        _fail(f"--quantize {quantize!r}: only 'int8' is supported")
+    folder = _run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8"))
+    out.print(f"exported to {folder}  (korpair predict/evaluate/serve {folder})")
+
+
+@app.command()
 def corpora(
     download: Annotated[Optional[str], typer.Option(help="download this built-in corpus now")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="where to put it")] = None,

@@ -119,6 +119,12 @@ def _load(model_dir: str | Path | Classifier, device: str | None) -> Classifier:
     if isinstance(model_dir, Classifier):
         return model_dir
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
+    if (Path(model_dir) / "model.onnx").is_file():  # a folder written by `korpair export`
+        from korpair.onnx import OnnxPredictor
+
+        predictor = OnnxPredictor.from_pretrained(model_dir)
+        log.info("loaded %s on ONNX Runtime (labels: %s)", model_dir, ", ".join(predictor.labels))
+        return predictor
     from korpair.inference import Predictor
 
     predictor = Predictor.from_pretrained(model_dir, device=device)

@@ -1,0 +1,821 @@
+"""Training, evaluation, encoding and inference speed: korpair against the Hugging Face recipe.
+
+Two workloads on the same data, the same initial weights and the same
+hyper-parameters for every system:
+
+  W1 tiny  BERT 4 layers x 256, trained from random weights, vocab 8000
+  W2 base  BERT 12 layers x 768 (vocab 30000 as kcbert-base), random weights, a fixed number of steps
+
+Data: KLUE-NLI v1.1 dev (3000 pairs) from ../shared/data, split 2700 train /
+300 validation; one WordPiece tokenizer (``korpair.model.train_wordpiece_tokenizer``,
+8000 pieces) learnt from the training texts serves both workloads. max_seq_length
+128, batch 32, AdamW lr (W1 3e-4, W2 5e-5), weight decay 0.01 off biases and
+norms, linear warmup (10% of the steps) and decay, gradient clipping at 1.0.
+
+Systems:
+  korpair default   korpair's training path (PairDataModule, PairClassificationTask,
+                    training.build_trainer) with its default settings (fp32)
+  korpair best      the same with precision bf16-mixed and no rounding of batch lengths
+  HF default        datasets.map + fast tokenizer + DataCollatorWithPadding + Trainer, defaults
+  HF best           the same with bf16=True and train_sampling_strategy="group_by_length"
+                    (v5's name for group_by_length)
+
+Every measurement runs in its own process (peak RSS is its own); the systems are
+interleaved within each repeat, in a rotating order, so a busy machine slows
+them alike. Throughput counts the steady state: the first 2 steps (allocator,
+kernel selection) are left out. Model FLOPs count the real tokens only
+(padding is waste), 3x the forward pass; MFU divides them by the machine's
+matmul peak, which the suite measures itself with a torch matmul loop (fp32
+for fp32 runs, bf16 for bf16 runs).
+
+Also: encoding time (korpair encode_pairs vs HF datasets.map vs a per-example
+loop over transformers' Python BertTokenizerLegacy, as ratsnlp tokenizes),
+inference (Predictor and OnnxPredictor at batch 64 vs
+transformers.pipeline("text-classification")), and the agreement of ONNX fp32
+and int8 predictions with PyTorch on the 3000 dev pairs, with a W1 model
+trained here.
+
+    python benchmarks/bench_train.py             # everything, about 15-20 minutes on 2 cores
+    python benchmarks/bench_train.py --quick     # fewer steps and pairs, one repeat: under 3 minutes
+    python benchmarks/bench_train.py --workloads W2 --repeats 3 --w2-steps 40
+
+Writes benchmarks/results/train.json, train.md and train_profile.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import (  # noqa: E402
+    emit_result,
+    fmt_spread,
+    load_average,
+    machine_info,
+    md_table,
+    run_worker,
+    spread,
+)
+
+HERE = Path(__file__).resolve()
+RESULTS = HERE.parent / "results"
+DEFAULT_DATA = HERE.parents[2] / "shared" / "data" / "klue-nli" / "klue-nli-v1.1_dev.json"
+LABELS = ("entailment", "neutral", "contradiction")
+MAX_LENGTH, BATCH, EVAL_BATCH, INFER_BATCH = 128, 32, 64, 64
+VALIDATION_PAIRS = 300
+SKIP_STEPS = 2  # steps left out of the throughput window
+
+WORKLOADS = {
+    "W1": {"layers": 4, "hidden": 256, "heads": 4, "ff": 1024, "vocab": None, "lr": 3e-4},
+    "W2": {"layers": 12, "hidden": 768, "heads": 12, "ff": 3072, "vocab": 30000, "lr": 5e-5},
+}
+SYSTEMS = {
+    "korpair default": {"kind": "korpair", "overrides": []},
+    # No rounding of the batch length on a CPU: multiples of 8 help GPU tensor cores, here they
+    # only add padding (89% real tokens instead of 98% on this data).
+    "korpair best": {"kind": "korpair", "overrides": ["trainer.precision=bf16-mixed", "data.pad_to_multiple_of=null"]},
+    "HF default": {"kind": "hf", "bf16": False, "group_by_length": False},
+    "HF best": {"kind": "hf", "bf16": True, "group_by_length": True},
+}
+PAIRS_OF_RATIOS = (("korpair default", "HF default"), ("korpair best", "HF best"),
+                   ("korpair default", "HF best"), ("korpair best", "HF default"))
+
+
+# ------------------------------------------------------------------ workers (run in their own process)
+
+
+def worker_prepare(spec: dict) -> dict:
+    """Split the data, learn the tokenizer, save the initial weights of W1 and W2."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from korpair.corpora import read_pairs
+    from korpair.model import train_wordpiece_tokenizer
+
+    root = Path(spec["root"])
+    pairs = read_pairs(spec["data"])
+    # Held-out pairs spread over the file (every 10th), not its tail: KLUE groups pairs by source.
+    validation = [p for i, p in enumerate(pairs) if i % 10 == 9][: spec["validation_pairs"]]
+    train = [p for i, p in enumerate(pairs) if i % 10 != 9]
+    for name, part in (("train", train), ("validation", validation)):
+        with open(root / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for p in part:
+                fh.write(json.dumps({"premise": p.premise, "hypothesis": p.hypothesis, "label": p.label},
+                                    ensure_ascii=False) + "\n")
+    with open(root / "all.jsonl", "w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(json.dumps({"premise": p.premise, "hypothesis": p.hypothesis, "label": p.label},
+                                ensure_ascii=False) + "\n")
+    tokenizer = train_wordpiece_tokenizer((t for p in train for t in (p.premise, p.hypothesis)), 8000)
+    sizes = {}
+    for name, wl in WORKLOADS.items():
+        torch.manual_seed(spec["seed"])
+        config = BertConfig(
+            vocab_size=wl["vocab"] or len(tokenizer), hidden_size=wl["hidden"], num_hidden_layers=wl["layers"],
+            num_attention_heads=wl["heads"], intermediate_size=wl["ff"], max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id, num_labels=len(LABELS),
+            id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
+        )
+        model = BertForSequenceClassification(config)
+        model.save_pretrained(root / name / "init")
+        tokenizer.save_pretrained(root / name / "init")
+        sizes[name] = sum(p.numel() for p in model.parameters())
+    return {"train_pairs": len(train), "validation_pairs": len(validation), "all_pairs": len(pairs),
+            "vocab": len(tokenizer), "parameters": sizes}
+
+
+def worker_peak(spec: dict) -> dict:
+    import torch
+
+    from bench_common import matmul_peak_gflops
+
+    return {"fp32": matmul_peak_gflops(torch.float32, spec["seconds"]),
+            "bf16": matmul_peak_gflops(torch.bfloat16, spec["seconds"])}
+
+
+def worker_encode(spec: dict) -> dict:
+    """korpair encode_pairs vs HF datasets.map vs a per-example Python-tokenizer loop, interleaved."""
+    import itertools
+
+    import datasets
+    import numpy as np
+    from transformers import AutoTokenizer
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    from korpair.corpora import LabelMap, read_pairs
+    from korpair.data import encode_pairs, encode_pairs_cached
+
+    datasets.disable_progress_bars()
+    root = Path(spec["root"])
+    pairs = read_pairs(root / "all.jsonl")
+    labels = LabelMap(LABELS)
+    tokenizer = AutoTokenizer.from_pretrained(root / "W1" / "init")
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    (root / "vocab.txt").write_text("".join(tok + "\n" for tok, _ in vocab), encoding="utf-8")
+    # The Python (slow) WordPiece tokenizer of transformers v5, with the same vocabulary and no lower-casing.
+    slow = BertTokenizerLegacy(str(root / "vocab.txt"), do_lower_case=False, strip_accents=False)
+    raw = datasets.Dataset.from_dict({"premise": [p.premise for p in pairs],
+                                      "hypothesis": [p.hypothesis for p in pairs],
+                                      "label": [labels.id(p.label) for p in pairs]})
+
+    def hf_tokenize(batch):
+        return tokenizer(batch["premise"], batch["hypothesis"], truncation=True, max_length=MAX_LENGTH)
+
+    def run_korpair():
+        return encode_pairs(tokenizer, pairs, labels, MAX_LENGTH)
+
+    def run_hf():
+        return raw.map(hf_tokenize, batched=True, remove_columns=["premise", "hypothesis"],
+                       load_from_cache_file=False)
+
+    def run_proposed():
+        # the change proposed for korpair.data.encode_pairs: ids straight from the Rust tokenizer
+        ids, types = token_lists_fast(tokenizer, pairs, MAX_LENGTH)
+        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        return (np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(lengths.sum())),
+                np.fromiter(itertools.chain.from_iterable(types), np.int8, int(lengths.sum())), lengths)
+
+    slow_pairs = pairs[: spec["slow_pairs"]]
+
+    def run_slow():
+        # ratsnlp's recipe: one pair per call, padded to max_length
+        return [slow(p.premise, p.hypothesis, max_length=MAX_LENGTH, padding="max_length", truncation=True)
+                for p in slow_pairs]
+
+    timings = {"korpair": [], "hf_datasets_map": [], "slow_per_example": [], "korpair_proposed": []}
+    for _ in range(spec["repeats"]):
+        for name, fn in (("korpair", run_korpair), ("hf_datasets_map", run_hf), ("korpair_proposed", run_proposed)):
+            start = time.perf_counter()
+            fn()
+            timings[name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run_slow()
+        # per-pair cost times the corpus size: the slow loop is linear in the number of pairs
+        timings["slow_per_example"].append((time.perf_counter() - start) * len(pairs) / len(slow_pairs))
+    cache_dir = Path(tempfile.mkdtemp(dir=root, prefix="features-"))
+    start = time.perf_counter()
+    encode_pairs_cached(tokenizer, pairs, labels, MAX_LENGTH, cache_dir)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    encode_pairs_cached(tokenizer, pairs, labels, MAX_LENGTH, cache_dir)
+    warm = time.perf_counter() - start
+
+    fast_ids = run_korpair()
+    proposed_ids, _, _ = run_proposed()
+    assert np.array_equal(proposed_ids, fast_ids.input_ids), "the proposed encoder must give the same ids"
+    same = sum(
+        list(fast_ids[i]["input_ids"]) == [t for t in s["input_ids"] if t != tokenizer.pad_token_id]
+        for i, s in enumerate(run_slow())
+    )
+    return {"pairs": len(pairs), "seconds": timings, "cache_cold_s": cold, "cache_hit_s": warm,
+            "slow_pairs_timed": len(slow_pairs), "slow_same_ids": same / len(slow_pairs)}
+
+
+def token_lists_fast(tokenizer, pairs, max_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Token and type ids of pairs from the Rust tokenizer's ``encode_batch_fast`` (no offsets, no
+    BatchEncoding): the body proposed for korpair.data.encode_pairs, measured here."""
+    backend = tokenizer.backend_tokenizer
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_padding()
+    backend.enable_truncation(max_length, strategy="longest_first", direction=tokenizer.truncation_side)
+    try:
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        encodings = encode([(p.premise, p.hypothesis) for p in pairs], add_special_tokens=True)
+    finally:
+        backend.no_truncation() if truncation is None else backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**padding)
+    return [e.ids for e in encodings], [e.type_ids for e in encodings]
+
+
+def train_flops(lengths: list[int], wl: dict) -> float:
+    """Training FLOPs of the model on pairs of these real lengths: 3x the forward pass."""
+    h, ff, layers = wl["hidden"], wl["ff"], wl["layers"]
+    forward = 0.0
+    for n in lengths:
+        # Q, K, V, output projections + feed-forward (2 FLOPs per multiply-add), then QK^T and AV
+        forward += layers * (8 * h * h * n + 4 * h * ff * n + 4 * n * n * h) + 2 * h * h + 2 * h * len(LABELS)
+    return 3 * forward
+
+
+class _BatchLog:
+    """Timestamps after each optimizer step, and the shape and real tokens of each batch."""
+
+    def __init__(self) -> None:
+        self.step_end: list[float] = []
+        self.lengths: list[list[int]] = []
+        self.padded: list[int] = []
+
+    def record_batch(self, attention_mask) -> None:
+        self.lengths.append(attention_mask.sum(dim=1).tolist())
+        self.padded.append(attention_mask.numel())
+
+    def summary(self, wl: dict, steps: int) -> dict:
+        lengths, padded = self.lengths[:steps], self.padded[:steps]
+        window = slice(SKIP_STEPS, steps)
+        elapsed = self.step_end[steps - 1] - self.step_end[SKIP_STEPS - 1]
+        samples = sum(len(b) for b in lengths[window])
+        real = sum(sum(b) for b in lengths[window])
+        flops = train_flops([n for b in lengths[window] for n in b], wl)
+        return {
+            "steps": len(self.step_end), "window_steps": steps - SKIP_STEPS, "window_s": elapsed,
+            "samples_per_s": samples / elapsed, "tokens_per_s": real / elapsed,
+            "padded_tokens_per_s": sum(padded[window]) / elapsed,
+            "padding_efficiency": real / sum(padded[window]), "model_gflops_per_s": flops / elapsed / 1e9,
+            "step_s": elapsed / (steps - SKIP_STEPS),
+        }
+
+
+def worker_train_korpair(spec: dict) -> dict:
+    """korpair's training path, as ``korpair.training.fit`` runs it, minus checkpoint files and exports."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from korpair.config import TrainConfig
+    from korpair.corpora import load_splits
+    from korpair.data import PairDataModule, encode_pairs_cached
+    from korpair.model import build_model_and_tokenizer
+    from korpair.task import PairClassificationTask
+    from korpair.training import build_trainer, export_model
+
+    root, wl = Path(spec["root"]), WORKLOADS[spec["workload"]]
+    out = Path(tempfile.mkdtemp(dir=root, prefix=f"korpair-{spec['workload']}-"))
+    cfg = TrainConfig.from_dict({
+        "corpus": {"name": "files", "train_file": str(root / "train.jsonl"),
+                   "validation_file": str(root / "validation.jsonl"), "labels": list(LABELS)},
+        "model": {"name_or_path": str(root / spec["workload"] / "init")},
+        "data": {"max_seq_length": MAX_LENGTH, "batch_size": BATCH, "eval_batch_size": EVAL_BATCH,
+                 "cache_dir": str(out / "cache")},
+        "optim": {"lr": wl["lr"], "warmup_steps": spec["warmup_steps"]},
+        "trainer": {"output_dir": str(out), "seed": spec["seed"], "max_steps": spec["steps"], "max_epochs": 1000,
+                    "progress_bar": False},
+    }).with_overrides(spec["overrides"])
+
+    log = _BatchLog()
+    profile_rows = spec.get("profile_steps", 0)
+
+    class Clock(L.Callback):
+        def __init__(self) -> None:
+            self.prof = None
+            self.profile_table = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            log.record_batch(batch["attention_mask"])
+            if profile_rows and batch_idx == SKIP_STEPS:
+                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.prof.__enter__()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            log.step_end.append(time.perf_counter())
+            if self.prof is not None and batch_idx == SKIP_STEPS + profile_rows - 1:
+                self.prof.__exit__(None, None, None)
+                self.profile_table = profile_summary(self.prof, profile_rows)
+                self.prof = None
+
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    splits = load_splits(cfg.corpus)
+    tokenizer, model = build_model_and_tokenizer(cfg.model, splits.labels, (), cfg.data.max_seq_length)
+    encode = lambda pairs: encode_pairs_cached(  # noqa: E731
+        tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir)
+    data = PairDataModule(encode(splits.train), encode(splits.validation), cfg.data,
+                          pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
+    task = PairClassificationTask(model, splits.labels, cfg.optim)
+    # No checkpoint files: the benchmark times training, not disk writes (fit saves best/last at epoch end).
+    trainer = build_trainer(cfg, out, ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=False))
+    clock = Clock()
+    trainer.callbacks.append(clock)
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=data)
+    train_wall = time.perf_counter() - start
+    start = time.perf_counter()
+    [metrics] = trainer.validate(task, datamodule=data, verbose=False)
+    eval_s = time.perf_counter() - start
+    result = {**log.summary(wl, spec["steps"]), "train_wall_s": train_wall, "val_loss": float(metrics["val_loss"]),
+              "val_accuracy": float(metrics["val_accuracy"]), "eval_s": eval_s,
+              "eval_pairs_per_s": len(splits.validation) / eval_s, "precision": cfg.trainer.precision,
+              "profile": clock.profile_table}
+    if spec.get("export_to"):
+        export_model(task.model, tokenizer, Path(spec["export_to"]), cfg)
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def worker_train_hf(spec: dict) -> dict:
+    """The idiomatic Hugging Face recipe: datasets.map, DataCollatorWithPadding, Trainer."""
+    import datasets
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    datasets.disable_progress_bars()
+    root, wl, system = Path(spec["root"]), WORKLOADS[spec["workload"]], SYSTEMS[spec["system"]]
+    init = root / spec["workload"] / "init"
+    out = Path(tempfile.mkdtemp(dir=root, prefix=f"hf-{spec['workload']}-"))
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForSequenceClassification.from_pretrained(init)
+    label2id = model.config.label2id
+    raw = datasets.load_dataset("json", data_files={"train": str(root / "train.jsonl"),
+                                                     "validation": str(root / "validation.jsonl")})
+
+    def tokenize(batch):
+        enc = tokenizer(batch["premise"], batch["hypothesis"], truncation=True, max_length=MAX_LENGTH)
+        enc["label"] = [label2id[name] for name in batch["label"]]
+        return enc
+
+    encoded = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, load_from_cache_file=False)
+    log = _BatchLog()
+    collator = DataCollatorWithPadding(tokenizer)
+
+    def counting_collator(features):
+        # Batches are collated in this process (no loader workers), in step order.
+        batch = collator(features)
+        if len(log.lengths) < spec["steps"]:
+            log.record_batch(batch["attention_mask"])
+        return batch
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            log.step_end.append(time.perf_counter())
+
+    args = TrainingArguments(
+        output_dir=str(out), use_cpu=True, seed=spec["seed"], max_steps=spec["steps"],
+        per_device_train_batch_size=BATCH, per_device_eval_batch_size=EVAL_BATCH,
+        learning_rate=wl["lr"], weight_decay=0.01, warmup_steps=spec["warmup_steps"], lr_scheduler_type="linear",
+        bf16=system["bf16"], train_sampling_strategy="group_by_length" if system["group_by_length"] else "random",
+        save_strategy="no", report_to="none", disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
+                      data_collator=counting_collator, processing_class=tokenizer, callbacks=[Clock()])
+    start = time.perf_counter()
+    trainer.train()
+    train_wall = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = trainer.evaluate()
+    eval_s = time.perf_counter() - start
+    shutil.rmtree(out, ignore_errors=True)
+    return {**log.summary(wl, spec["steps"]), "train_wall_s": train_wall, "val_loss": float(metrics["eval_loss"]),
+            "eval_s": eval_s, "eval_pairs_per_s": len(encoded["validation"]) / eval_s,
+            "precision": "bf16-mixed" if system["bf16"] else "32"}
+
+
+def profile_summary(prof, steps: int) -> dict:
+    """Where the step time went: GEMM kernels against everything else, and the top ops by self time."""
+    events = prof.key_averages()
+    gemm_names = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn", "onednn", "aten::_mkl")
+    total = sum(e.self_cpu_time_total for e in events)
+    gemm = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in gemm_names))
+    table = events.table(sort_by="self_cpu_time_total", row_limit=25)
+    return {"steps": steps, "self_cpu_ms_per_step": total / 1000 / steps,
+            "gemm_share": gemm / total if total else None, "table": table}
+
+
+def worker_export(spec: dict) -> dict:
+    """ONNX fp32 and int8 folders of a model, and how long each export took."""
+    from korpair.onnx import export_onnx
+
+    model_dir = Path(spec["model_dir"])
+    times = {}
+    for name, quantize in (("onnx", False), ("onnx-int8", True)):
+        start = time.perf_counter()
+        export_onnx(model_dir, model_dir.parent / name, quantize=quantize)
+        times[name] = time.perf_counter() - start
+    return {"export_s": times}
+
+
+def worker_infer(spec: dict) -> dict:
+    """Pairs/s on W2: Predictor (fp32, bf16) and OnnxPredictor (fp32, int8) at batch 64 vs pipeline()."""
+    from transformers import pipeline
+
+    from korpair.corpora import read_pairs
+    from korpair.inference import Predictor
+    from korpair.onnx import OnnxPredictor
+
+    root = Path(spec["root"])
+    model_dir = root / "W2" / "init"
+    pairs = read_pairs(root / "all.jsonl")[: spec["pairs"]]
+    warm = pairs[:16]
+    systems = {
+        "pipeline (default, batch 1)": lambda: pipeline("text-classification", model=str(model_dir), device="cpu"),
+        "pipeline (batch 64)": lambda: pipeline("text-classification", model=str(model_dir), device="cpu"),
+        "Predictor fp32": lambda: Predictor.from_pretrained(model_dir, device="cpu", max_seq_length=MAX_LENGTH),
+        "Predictor bf16": lambda: Predictor.from_pretrained(model_dir, device="cpu", max_seq_length=MAX_LENGTH,
+                                                            precision="bf16-mixed"),
+        "OnnxPredictor fp32": lambda: OnnxPredictor.from_pretrained(root / "W2" / "onnx", max_seq_length=MAX_LENGTH),
+        "OnnxPredictor int8": lambda: OnnxPredictor.from_pretrained(root / "W2" / "onnx-int8",
+                                                                    max_seq_length=MAX_LENGTH),
+    }
+    out = {}
+    for name, load in systems.items():
+        predictor = load()
+        if name.startswith("pipeline"):
+            inputs = [{"text": p.premise, "text_pair": p.hypothesis} for p in pairs]
+            kwargs = {"batch_size": INFER_BATCH} if "64" in name else {}
+            run = lambda xs, predictor=predictor, kwargs=kwargs: predictor(xs, top_k=None, **kwargs)  # noqa: E731
+            warm_inputs = inputs[:16]
+        else:
+            inputs, warm_inputs = pairs, warm
+            run = lambda xs, predictor=predictor: predictor.predict(xs, batch_size=INFER_BATCH)  # noqa: E731
+        run(warm_inputs)
+        start = time.perf_counter()
+        run(inputs)
+        out[name] = len(pairs) / (time.perf_counter() - start)
+        del predictor
+    return {"pairs": len(pairs), "pairs_per_s": out}
+
+
+def worker_agreement(spec: dict) -> dict:
+    """Labels and probabilities of ONNX fp32 and int8 against PyTorch on every dev pair."""
+    import numpy as np
+
+    from korpair.corpora import read_pairs
+    from korpair.inference import Predictor
+    from korpair.onnx import OnnxPredictor
+
+    model_dir = Path(spec["model_dir"])
+    pairs = read_pairs(Path(spec["root"]) / "all.jsonl")
+    reference = Predictor.from_pretrained(model_dir, max_seq_length=MAX_LENGTH).predict_proba(pairs, INFER_BATCH)
+    out = {"pairs": len(pairs)}
+    for name in ("onnx", "onnx-int8"):
+        probs = OnnxPredictor.from_pretrained(model_dir.parent / name, max_seq_length=MAX_LENGTH).predict_proba(
+            pairs, INFER_BATCH)
+        out[name] = {"label_agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
+                     "max_abs_prob_diff": float(np.abs(probs - reference).max())}
+    # how decisive the reference is: near-ties flip under any rounding
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    out["median_top2_margin"] = float(np.median(top2[:, 1] - top2[:, 0]))
+    return out
+
+
+WORKERS = {"prepare": worker_prepare, "peak": worker_peak, "encode": worker_encode,
+           "train-korpair": worker_train_korpair, "train-hf": worker_train_hf, "export": worker_export,
+           "infer": worker_infer, "agreement": worker_agreement}
+
+
+# ------------------------------------------------------------------ the suite
+
+
+def plan(args: argparse.Namespace) -> dict:
+    """Step counts and sizes for this run (--quick shrinks everything)."""
+    quick = args.quick
+    steps = {"W1": args.w1_steps or (12 if quick else 84), "W2": args.w2_steps or (5 if quick else 10)}
+    return {
+        "repeats": args.repeats or (1 if quick else 3),
+        "steps": steps,
+        "warmup_steps": {k: max(1, v // 10) for k, v in steps.items()},
+        "validation_pairs": 64 if quick else VALIDATION_PAIRS,
+        "infer_pairs": 64 if quick else 256,
+        "slow_pairs": 300 if quick else 1000,
+        "encode_repeats": 3 if quick else 5,
+        "peak_seconds": 0.5 if quick else 1.5,
+        "profile_steps": 0 if quick or args.no_profile else 3,
+        "workloads": args.workloads,
+        "systems": args.systems,
+        "seed": args.seed,
+    }
+
+
+def run_suite(args: argparse.Namespace) -> dict:
+    p = plan(args)
+    root = Path(tempfile.mkdtemp(prefix="korpair-bench-train-"))
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(root / "hf"),
+           "HF_DATASETS_CACHE": str(root / "hf" / "datasets"), "KORPAIR_HOME": str(root / "korpair"),
+           "PYTHONWARNINGS": "ignore"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    started = time.perf_counter()
+
+    def work(task: str, timeout_s: float = 1200, **spec) -> dict:
+        t0 = time.perf_counter()
+        result = run_worker(HERE, {"task": task, "root": str(root), **spec}, timeout_s, env)
+        print(f"  {task} {spec.get('workload', '')} {spec.get('system', '')}: {time.perf_counter() - t0:.0f} s, "
+              f"load {result['load_1min']}", flush=True)
+        return result
+
+    try:
+        print(f"korpair training benchmark: {json.dumps(p)}", flush=True)
+        prep = work("prepare", data=str(args.data), validation_pairs=p["validation_pairs"], seed=p["seed"])
+        peaks = [work("peak", seconds=p["peak_seconds"])]
+        encode = work("encode", repeats=p["encode_repeats"], slow_pairs=p["slow_pairs"])
+        if "W2" in p["workloads"] and not args.skip_inference:
+            exports = work("export", model_dir=str(root / "W2" / "init"))
+        runs: list[dict] = []
+        inference: list[dict] = []
+        agreement_model = root / "W1-trained" / "model"
+        systems = [s for s in SYSTEMS if s in p["systems"]]
+        for r in range(p["repeats"]):
+            for wl in p["workloads"]:
+                # rotate the order each repeat: no system always runs first (or after the slowest)
+                order = systems[r % len(systems):] + systems[: r % len(systems)]
+                for name in order:
+                    spec = {"workload": wl, "system": name, "seed": p["seed"] + r, "steps": p["steps"][wl],
+                            "warmup_steps": p["warmup_steps"][wl]}
+                    if SYSTEMS[name]["kind"] == "korpair":
+                        spec["overrides"] = SYSTEMS[name]["overrides"]
+                        if wl == "W1" and name == "korpair default" and r == 0:
+                            spec["export_to"] = str(agreement_model)
+                        result = work("train-korpair", **spec)
+                    else:
+                        result = work("train-hf", **spec)
+                    runs.append({"repeat": r, "workload": wl, "system": name, **result})
+            if "W2" in p["workloads"] and not args.skip_inference:
+                inference.append(work("infer", pairs=p["infer_pairs"]))
+        profile = None
+        if p["profile_steps"] and "W2" in p["workloads"]:
+            # its own short run: the profiler's overhead stays out of the timed runs
+            profile = work("train-korpair", workload="W2", system="korpair best", seed=p["seed"],
+                           steps=SKIP_STEPS + p["profile_steps"], warmup_steps=1,
+                           overrides=SYSTEMS["korpair best"]["overrides"], profile_steps=p["profile_steps"])["profile"]
+        agreement = None
+        if agreement_model.is_dir() and not args.skip_onnx:
+            work("export", model_dir=str(agreement_model))
+            agreement = work("agreement", model_dir=str(agreement_model))
+        peaks.append(work("peak", seconds=p["peak_seconds"]))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    peak = {k: max(x[k] for x in peaks) for k in ("fp32", "bf16")}
+    return {"plan": p, "prepare": prep, "peak_gflops": peak, "peak_runs": peaks, "encode": encode,
+            "onnx_export": exports if "W2" in p["workloads"] and not args.skip_inference else None,
+            "train": runs, "inference": inference, "onnx_agreement": agreement, "profile": profile,
+            "suite_seconds": round(time.perf_counter() - started, 1)}
+
+
+# ------------------------------------------------------------------ summaries
+
+
+def summarise(raw: dict) -> dict:
+    """Per-system spreads, korpair/HF ratios per repeat, MFU, encoding and inference ratios, targets."""
+    peak = raw["peak_gflops"]
+    for run in raw["train"]:
+        run["mfu"] = run["model_gflops_per_s"] / peak["bf16" if run["precision"].startswith("bf16") else "fp32"]
+        run["mfu_of_bf16_peak"] = run["model_gflops_per_s"] / peak["bf16"]
+    by = {}
+    for run in raw["train"]:
+        by.setdefault((run["workload"], run["system"]), []).append(run)
+    systems = {}
+    for (wl, name), runs in by.items():
+        systems.setdefault(wl, {})[name] = {
+            key: spread([r[key] for r in runs]) for key in (
+                "samples_per_s", "tokens_per_s", "padding_efficiency", "model_gflops_per_s", "mfu",
+                "mfu_of_bf16_peak", "eval_pairs_per_s", "val_loss", "peak_rss_mib", "load_1min")
+        }
+    ratios = {}
+    for wl in systems:
+        for a, b in PAIRS_OF_RATIOS:
+            if (wl, a) not in by or (wl, b) not in by:
+                continue
+            repeats = sorted({r["repeat"] for r in by[(wl, a)]} & {r["repeat"] for r in by[(wl, b)]})
+            pick = lambda name, rep, key: next(x[key] for x in by[(wl, name)] if x["repeat"] == rep)  # noqa: E731
+            ratios.setdefault(wl, {})[f"{a} / {b}"] = {
+                "samples_per_s": spread([pick(a, rep, "samples_per_s") / pick(b, rep, "samples_per_s")
+                                         for rep in repeats]),
+                "eval_pairs_per_s": spread([pick(a, rep, "eval_pairs_per_s") / pick(b, rep, "eval_pairs_per_s")
+                                            for rep in repeats]),
+                "val_loss_diff": spread([pick(a, rep, "val_loss") - pick(b, rep, "val_loss") for rep in repeats], 4),
+            }
+    enc = raw["encode"]["seconds"]
+    encoding = {
+        "seconds": {k: spread(v, 4) for k, v in enc.items()},
+        "korpair_vs_hf_map": spread([h / k for k, h in zip(enc["korpair"], enc["hf_datasets_map"])]),
+        "korpair_vs_slow_loop": spread([s / k for k, s in zip(enc["korpair"], enc["slow_per_example"])], 1),
+        "proposed_vs_hf_map": spread([h / k for k, h in zip(enc["korpair_proposed"], enc["hf_datasets_map"])]),
+        "proposed_vs_slow_loop": spread([s / k for k, s in zip(enc["korpair_proposed"], enc["slow_per_example"])],
+                                        1),
+    }
+    inference = None
+    if raw["inference"]:
+        names = raw["inference"][0]["pairs_per_s"]
+        base = "pipeline (default, batch 1)"
+        inference = {
+            "pairs_per_s": {n: spread([x["pairs_per_s"][n] for x in raw["inference"]], 1) for n in names},
+            "vs_pipeline": {n: spread([x["pairs_per_s"][n] / x["pairs_per_s"][base] for x in raw["inference"]], 2)
+                            for n in names if n != base},
+        }
+    return {"systems": systems, "ratios": ratios, "encoding": encoding, "inference": inference,
+            "targets": targets(systems, ratios, encoding, inference, raw)}
+
+
+def targets(systems, ratios, encoding, inference, raw) -> list[dict]:
+    """The issue's targets, each with the measured median and whether it was met."""
+    out = []
+
+    def add(name, value, goal, met=None):
+        out.append({"target": name, "measured": value, "goal": goal,
+                    "met": (value is not None and value >= goal) if met is None else met})
+
+    add("encoding: korpair / HF datasets.map", encoding["korpair_vs_hf_map"]["median"], 1.0)
+    add("encoding: korpair / per-example Python tokenizer", encoding["korpair_vs_slow_loop"]["median"], 20.0)
+    w2 = ratios.get("W2", {})
+    if "korpair default / HF default" in w2:
+        add("W2 train samples/s: korpair default / HF default", w2["korpair default / HF default"]
+            ["samples_per_s"]["median"], 2.0)
+    if "korpair default / HF best" in w2:
+        add("W2 train samples/s: korpair default / HF best", w2["korpair default / HF best"]["samples_per_s"]
+            ["median"], 1.2)
+    if "korpair best / HF best" in w2:
+        add("W2 train samples/s: korpair best / HF best", w2["korpair best / HF best"]["samples_per_s"]
+            ["median"], 1.2)
+    best = systems.get("W2", {}).get("korpair best")
+    if best:
+        add("W2 MFU of korpair best, against the bf16 matmul peak", best["mfu_of_bf16_peak"]["median"], 0.35)
+    if inference:
+        vs = inference["vs_pipeline"]
+        fastest = max(vs, key=lambda n: vs[n]["median"])
+        add(f"W2 inference: {fastest} / pipeline", vs[fastest]["median"], 3.0)
+        add("W2 inference: Predictor bf16 / pipeline", vs["Predictor bf16"]["median"], 3.0)
+    if raw["onnx_agreement"]:
+        add("ONNX fp32 label agreement with PyTorch", raw["onnx_agreement"]["onnx"]["label_agreement"], 0.995)
+        add("ONNX int8 label agreement with PyTorch", raw["onnx_agreement"]["onnx-int8"]["label_agreement"], 0.98)
+    return out
+
+
+def write_report(raw: dict, summary: dict, info: dict, out_dir: Path, quick: bool) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p, peak = raw["plan"], raw["peak_gflops"]
+    lines = [
+        "# korpair training benchmark" + (" (--quick)" if quick else ""), "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, ISA {', '.join(k for k, v in info['isa'].items() if v)}"
+        f" (no AMX: {'yes' if not info['isa']['amx_bf16'] else 'no'}); "
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+        f"Measured matmul peak: fp32 {peak['fp32']} GFLOP/s, bf16 {peak['bf16']} GFLOP/s (best of the suite's "
+        f"start and end). Suite time {raw['suite_seconds']:.0f} s, load average at the end {load_average()}.",
+        "",
+        f"Data: KLUE-NLI dev, {raw['prepare']['train_pairs']} train / {raw['prepare']['validation_pairs']} "
+        f"validation pairs, WordPiece vocab {raw['prepare']['vocab']}, max length {MAX_LENGTH}, batch {BATCH}. "
+        f"Steps: W1 {p['steps']['W1']}, W2 {p['steps']['W2']} (warmup {p['warmup_steps']}); "
+        f"{p['repeats']} repeat(s), seed {p['seed']}+repeat. Spreads are min / **median** / max over repeats.",
+        "",
+        "Load is the 1-minute load average at the end of each run: above 2 (the core count), other processes "
+        "competed for the CPU. Throughput leaves out the first 2 steps; model FLOPs count real tokens only.",
+        "",
+        "## Training", "",
+    ]
+    rows = []
+    for wl, systems in summary["systems"].items():
+        for name, s in systems.items():
+            rows.append([wl, name, fmt_spread(s["samples_per_s"]), fmt_spread(s["tokens_per_s"]),
+                         s["padding_efficiency"]["median"], fmt_spread(s["model_gflops_per_s"]),
+                         f"{s['mfu']['median']:.1%}", f"{s['mfu_of_bf16_peak']['median']:.1%}",
+                         fmt_spread(s["eval_pairs_per_s"]), fmt_spread(s["val_loss"]),
+                         s["peak_rss_mib"]["max"], s["load_1min"]["median"]])
+    lines.append(md_table(["workload", "system", "train samples/s", "real tokens/s", "pad eff.", "model GFLOP/s",
+                           "MFU (own precision)", "MFU vs bf16 peak", "eval pairs/s", "val loss", "peak RSS MiB",
+                           "load"], rows, "llrrrrrrrrrr"))
+    lines += ["", "### korpair / HF ratios (per repeat, same seed)", ""]
+    rows = []
+    for wl, pairs in summary["ratios"].items():
+        for label, r in pairs.items():
+            rows.append([wl, label, fmt_spread(r["samples_per_s"], "x"), fmt_spread(r["eval_pairs_per_s"], "x"),
+                         fmt_spread(r["val_loss_diff"])])
+    lines.append(md_table(["workload", "korpair / HF", "train samples/s", "eval pairs/s",
+                           "val loss difference"], rows, "llrrr"))
+    enc = summary["encoding"]
+    lines += ["", "## Encoding", "",
+              f"{raw['encode']['pairs']} pairs, max length {MAX_LENGTH}. The per-example loop uses transformers' "
+              f"Python tokenizer (`BertTokenizerLegacy`, v5's slow BertTokenizer) with the same vocabulary, one "
+              f"pair per call padded to {MAX_LENGTH} as ratsnlp does; it was timed on "
+              f"{raw['encode']['slow_pairs_timed']} pairs and scaled to the corpus; its ids match the fast "
+              f"tokenizer's on {raw['encode']['slow_same_ids']:.1%} of the pairs.", ""]
+    lines.append(md_table(["method", "seconds (min / median / max)"],
+                          [[k, fmt_spread(v)] for k, v in enc["seconds"].items()]
+                          + [["korpair, cached (cold write / hit)",
+                              f"{raw['encode']['cache_cold_s']:.3f} / {raw['encode']['cache_hit_s']:.4f}"]], "lr"))
+    lines += ["", f"korpair / HF datasets.map: {fmt_spread(enc['korpair_vs_hf_map'], 'x')}; "
+              f"korpair / per-example loop: {fmt_spread(enc['korpair_vs_slow_loop'], 'x')}. "
+              "`korpair_proposed` is the change proposed for `encode_pairs` (ids from the Rust tokenizer's "
+              "`encode_batch_fast`, no BatchEncoding; same ids): "
+              f"{fmt_spread(enc['proposed_vs_hf_map'], 'x')} HF datasets.map, "
+              f"{fmt_spread(enc['proposed_vs_slow_loop'], 'x')} the per-example loop."]
+    if summary["inference"]:
+        inf = summary["inference"]
+        lines += ["", "## Inference (W2, random weights)", "",
+                  f"{raw['inference'][0]['pairs']} pairs; korpair at batch {INFER_BATCH} (length-sorted); "
+                  "the pipeline with its default (one pair per forward) and at batch 64.", ""]
+        lines.append(md_table(["system", "pairs/s", "/ pipeline default"],
+                              [[n, fmt_spread(v), fmt_spread(inf["vs_pipeline"].get(n, {"median": None}), "x")
+                                if n in inf["vs_pipeline"] else "1x"] for n, v in inf["pairs_per_s"].items()],
+                              "lrr"))
+        if raw["onnx_export"]:
+            lines += ["", "ONNX export of W2: " + ", ".join(f"{k} {v:.0f} s" for k, v in
+                                                             raw["onnx_export"]["export_s"].items()) + "."]
+    if raw["onnx_agreement"]:
+        ag = raw["onnx_agreement"]
+        lines += ["", "## ONNX agreement (W1 trained by the suite, all dev pairs)", "",
+                  md_table(["model", "label agreement", "max |prob diff|"],
+                           [[k, f"{ag[k]['label_agreement']:.2%}", f"{ag[k]['max_abs_prob_diff']:.2e}"]
+                            for k in ("onnx", "onnx-int8")], "lrr"),
+                  "", f"{ag['pairs']} pairs; median margin between the top two probabilities: "
+                  f"{ag['median_top2_margin']:.3f}."]
+    lines += ["", "## Targets", ""]
+    lines.append(md_table(["target", "measured (median)", "goal", "met"],
+                          [[t["target"], _fmt_num(t["measured"]), t["goal"], "yes" if t["met"] else "**no**"]
+                           for t in summary["targets"]], "lrrl"))
+    profile = raw["profile"]
+    if profile:
+        lines += ["", "## Profile (W2, korpair best, steady-state steps)", "",
+                  f"{profile['steps']} steps, {profile['self_cpu_ms_per_step']:.0f} ms self CPU time per step "
+                  f"(ops' self time on the training thread), GEMM kernels {profile['gemm_share']:.0%} of it. Full table: "
+                  "train_profile.txt."]
+        (out_dir / "train_profile.txt").write_text(profile["table"] + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    (out_dir / "train.md").write_text(text, encoding="utf-8")
+    for run in raw["train"]:
+        run.pop("profile", None)
+    if profile:
+        profile.pop("table")
+    (out_dir / "train.json").write_text(json.dumps({"machine": info, "summary": summary, "raw": raw}, indent=2,
+                                                   ensure_ascii=False) + "\n", encoding="utf-8")
+    return text
+
+
+def _fmt_num(x) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.1%}" if x < 1.0 else f"{x:.2f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few steps and pairs, one repeat (< 3 minutes)")
+    parser.add_argument("--repeats", type=int, help="repeats of every training run (default 3, quick 1)")
+    parser.add_argument("--w1-steps", type=int, help="optimizer steps of W1 (default 84 = one epoch, quick 12)")
+    parser.add_argument("--w2-steps", type=int, help="optimizer steps of W2 (default 10, quick 5)")
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--skip-inference", action="store_true", help="no inference and no W2 ONNX export")
+    parser.add_argument("--skip-onnx", action="store_true", help="no ONNX agreement check")
+    parser.add_argument("--no-profile", action="store_true", help="no torch.profiler table of W2")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the workers (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights; repeat r uses seed+r")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="KLUE-NLI dev JSON file")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for train.json / train.md")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        spec = json.loads(args.worker)
+        emit_result(WORKERS[spec["task"]](spec))
+        return
+    if not args.data.is_file():
+        parser.error(f"{args.data}: no such file; pass --data PATH/klue-nli-v1.1_dev.json")
+    raw = run_suite(args)
+    summary = summarise(raw)
+    print(write_report(raw, summary, machine_info(), args.results, args.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""korpair.onnx: ONNX export (fp32 and int8) agrees with PyTorch, is written atomically, fails clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+pytest.importorskip("onnxruntime")
+
+from korpair import onnx as korpair_onnx  # noqa: E402
+from korpair.config import CorpusConfig  # noqa: E402
+from korpair.corpora import Pair, read_split  # noqa: E402
+from korpair.errors import ModelFolderError  # noqa: E402
+from korpair.inference import Predictor  # noqa: E402
+from korpair.onnx import OnnxPredictor, export_onnx  # noqa: E402
+from korpair.serve import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def test_pairs() -> list[Pair]:
+    return read_split(CorpusConfig(name="sample"), "test")
+
+
+@pytest.fixture(scope="module")
+def trained_exports(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    return {"fp32": export_onnx(trained_run.model_dir, out / "fp32"),
+            "int8": export_onnx(trained_run.model_dir, out / "int8", quantize=True)}
+
+
+def test_default_folders_hold_a_complete_model(tiny_model_dir, tmp_path):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    fp32, int8 = export_onnx(model_dir), export_onnx(model_dir, quantize=True)
+    assert (fp32, int8) == (model_dir / "onnx", model_dir / "onnx-int8")
+    for folder in (fp32, int8):
+        for name in ("model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"):
+            assert (folder / name).is_file(), (folder, name)
+        assert json.loads((folder / "config.json").read_text())["id2label"] == {
+            "0": "entailment", "1": "neutral", "2": "contradiction"}
+    # int8 weights: the file shrinks (the tiny model's embeddings stay float, so not by 4x)
+    assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
+
+
+def test_graph_has_dynamic_batch_and_sequence_axes(tiny_model_dir, tmp_path):
+    import onnx
+
+    folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert inputs == {name: ["batch", "sequence"] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    assert [o.name for o in graph.output] == ["logits"]
+
+
+def test_tiny_model_agrees_with_pytorch_at_any_batch_size(tiny_model_dir, tmp_path, test_pairs):
+    folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    expected = Predictor.from_pretrained(tiny_model_dir).predict_proba(test_pairs)
+    onnx_predictor = OnnxPredictor.from_pretrained(folder)
+    assert onnx_predictor.labels == ("entailment", "neutral", "contradiction")
+    for batch_size in (1, 7, 64):
+        got = onnx_predictor.predict_proba(test_pairs, batch_size)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_trained_model_fp32_agrees_fully(trained_run, trained_exports, test_pairs):
+    ours = Predictor.from_pretrained(trained_run.model_dir).predict(test_pairs)
+    theirs = OnnxPredictor.from_pretrained(trained_exports["fp32"]).predict(test_pairs, batch_size=64)
+    assert [p.label for p in theirs] == [p.label for p in ours]
+    for a, b in zip(ours, theirs):
+        assert b.scores == pytest.approx(a.scores, abs=1e-4)
+
+
+def test_trained_model_int8_agrees_mostly(trained_run, trained_exports, test_pairs):
+    ours = Predictor.from_pretrained(trained_run.model_dir).predict(test_pairs)
+    theirs = OnnxPredictor.from_pretrained(trained_exports["int8"]).predict(test_pairs)
+    agreement = np.mean([a.label == b.label for a, b in zip(ours, theirs)])
+    assert agreement >= 0.95, agreement
+
+
+def test_trained_max_length_carries_over(trained_run, trained_exports):
+    assert (trained_exports["fp32"] / "korpair_train.yaml").is_file()
+    assert OnnxPredictor.from_pretrained(trained_exports["fp32"]).max_seq_length == \
+        Predictor.from_pretrained(trained_run.model_dir).max_seq_length
+
+
+def test_predict_keeps_input_order_and_accepts_tuples(tiny_model_dir, tmp_path, test_pairs):
+    predictor = OnnxPredictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx"))
+    pairs = test_pairs[:20]
+    forward = predictor.predict([(p.premise, p.hypothesis) for p in pairs], batch_size=4)
+    backward = predictor.predict(list(reversed(pairs)), batch_size=3)
+    assert [p.label for p in forward] == [p.label for p in reversed(backward)]
+    for a, b in zip(forward, reversed(backward)):
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+    assert predictor.predict([]) == []
+
+
+def test_server_takes_an_onnx_predictor(tiny_model_dir, tmp_path):
+    predictor = OnnxPredictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx"))
+    with TestClient(create_app(predictor)) as client:
+        response = client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"})
+    assert response.status_code == 200, response.text
+    assert set(response.json()["scores"]) == set(predictor.labels)
+
+
+def test_failed_export_leaves_the_old_folder_untouched(tiny_model_dir, tmp_path, monkeypatch):
+    folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(korpair_onnx, "_fuse_transformer_ops", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_onnx(tiny_model_dir, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"], "no temporary folder is left behind"
+
+
+def test_bad_folders_are_named(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelFolderError, match="no such model folder"):
+        export_onnx(tmp_path / "missing")
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run_dir / "model")
+    with pytest.raises(ModelFolderError, match=r"no config\.json.*did you mean .*model"):
+        export_onnx(run_dir)
+    with pytest.raises(ModelFolderError, match=r"not an ONNX model folder.*export_onnx"):
+        OnnxPredictor.from_pretrained(tiny_model_dir)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "model.onnx").write_bytes(b"not a protobuf")
+    shutil.copy(tiny_model_dir / "config.json", tmp_path / "junk")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / name, tmp_path / "junk")
+    with pytest.raises(ModelFolderError, match="ONNX Runtime cannot load it"):
+        OnnxPredictor.from_pretrained(tmp_path / "junk")
+
+
+def test_cli_export_then_predict_and_serve_use_the_onnx_folder(tiny_model_dir, tmp_path):
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from korpair.cli import app
+    from korpair.serve.app import create_app
+    from korpair.serve.server import _load
+
+    out = tmp_path / "onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--format", "onnx", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.onnx").is_file()
+    result = CliRunner().invoke(app, ["predict", str(out), "--premise", "비가 온다", "--hypothesis", "날씨가 맑다"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    classifier = _load(out, None)
+    assert type(classifier).__name__ == "OnnxPredictor"
+    with TestClient(create_app(classifier)) as client:
+        served = client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"}).json()
+    assert served["label"] == answer["label"]
+    bad = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--quantize", "int4"])
+    assert bad.exit_code == 2 and "int8" in bad.output
