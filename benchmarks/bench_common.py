@@ -55,6 +55,24 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy clock ticks of the whole machine, clock ticks of this process), from /proc.
+
+    Between two readings, the machine's busy ticks minus this process's are what other
+    processes took: ``others_cpu_share`` turns that into a fraction of the cores.
+    """
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])  # utime + stime
+
+
+def others_cpu_share(start: tuple[int, int], end: tuple[int, int], seconds: float) -> float:
+    """Fraction of the machine's cores that other processes used between two ``cpu_ticks`` readings."""
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, others / (seconds * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)))
+
+
 def matmul_peak_gflops(dtype, seconds: float = 1.5, sizes: Sequence[int] = (1024, 2048)) -> float:
     """The best GFLOP/s of an ``n x n @ n x n`` loop over ``sizes``: the machine's practical matmul peak."""
     import torch

@@ -1,7 +1,8 @@
 """Fidelity: korpair's training step is the Hugging Face Trainer's step, loss for loss.
 
-Same initial weights, same batches in the same order (no shuffling), dropout
-off, AdamW with the same weight-decay grouping, the same linear warmup/decay
+Same initial weights (a checkpoint loaded with ``from_pretrained``), same
+batches in the same order (no shuffling), dropout probability 0 (the model
+still has to be in train mode), AdamW with the same weight-decay grouping, the same linear warmup/decay
 and gradient clipping, fp32: the per-step training losses of 50 steps must
 agree to 1e-4, and so must the learning rate each step used. A difference
 means one of the two loops does something the other does not.
@@ -42,8 +43,11 @@ CLIP = 1.0
 
 
 @pytest.fixture(scope="module")
-def setup():
-    """Pairs, tokenizer and one randomly initialised tiny BERT (2 layers, hidden 64), dropout off."""
+def setup(tmp_path_factory):
+    """Pairs, tokenizer and one randomly initialised tiny BERT (2 layers, hidden 64), dropout off.
+
+    The model is saved and loaded back as a checkpoint is (``from_pretrained`` returns it in eval mode).
+    """
     rows = generate_pair_task(STEPS * BATCH, seed=11)
     pairs = [Pair(r["premise"], r["hypothesis"], r["label"]) for r in rows]
     tokenizer = train_wordpiece_tokenizer((t for p in pairs for t in (p.premise, p.hypothesis)), 1000)
@@ -53,7 +57,9 @@ def setup():
                         intermediate_size=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                         classifier_dropout=0.0, num_labels=len(labels), pad_token_id=tokenizer.pad_token_id,
                         max_position_embeddings=128)
-    return pairs, tokenizer, labels, BertForSequenceClassification(config)
+    folder = tmp_path_factory.mktemp("init")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return pairs, tokenizer, labels, BertForSequenceClassification.from_pretrained(folder)
 
 
 def undecayed(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> set[str]:
@@ -67,12 +73,14 @@ class _KorpairRecorder(L.Callback):
         self.losses: list[float] = []
         self.lrs: list[float] = []
         self.undecayed: set[str] = set()
+        self.train_mode: list[bool] = []
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.undecayed = undecayed(pl_module.model, trainer.optimizers[0])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        self.train_mode.append(all(m.training for m in pl_module.model.modules()))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.losses.append(float(outputs["loss"]))
@@ -83,12 +91,17 @@ class _HFRecorder(TrainerCallback):
         self.losses: list[float] = []
         self.lrs: list[float] = []
         self.undecayed: set[str] = set()
+        self.train_mode: list[bool] = []
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs) -> None:
         self.undecayed = undecayed(model, optimizer)
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs) -> None:
         self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
+        # the Trainer switches to train mode inside the step, after on_step_begin
+        self.train_mode.append(all(m.training for m in model.modules()))
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         if logs and "loss" in logs:
@@ -148,6 +161,8 @@ def test_korpair_and_hf_trainer_take_the_same_steps(setup, tmp_path, one_thread)
 
     assert len(ours.losses) == len(theirs.losses) == STEPS
     assert ours.undecayed == theirs.undecayed, "weight decay grouping"
+    # dropout is live in training (a loaded checkpoint starts in eval mode; both switch it to train)
+    assert all(theirs.train_mode) and all(ours.train_mode), "every training step runs in train mode"
     assert any("LayerNorm" in n for n in ours.undecayed) and any("bias" in n for n in ours.undecayed)
     np.testing.assert_allclose(ours.lrs, theirs.lrs, rtol=1e-6, atol=1e-12, err_msg="learning rate per step")
     # warmup over the first 10% of the steps from 0, then linear decay to 0

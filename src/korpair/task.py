@@ -41,6 +41,12 @@ class PairClassificationTask(L.LightningModule):
         # How many pairs validation saw across all ranks: proves no pair is dropped or duplicated.
         self.val_examples = SumMetric()
 
+    def on_fit_start(self) -> None:
+        # from_pretrained returns a model in eval mode, and Lightning 2.x keeps each submodule's mode
+        # (it only warns): without this, a pretrained checkpoint would be fine-tuned with dropout off.
+        # The Hugging Face Trainer calls model.train() before every step; validation restores this mode.
+        self.model.train()
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return self.model(**inputs).logits
