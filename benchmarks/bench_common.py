@@ -73,6 +73,24 @@ def others_cpu_share(start: tuple[int, int], end: tuple[int, int], seconds: floa
     return max(0.0, others / (seconds * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)))
 
 
+def wait_for_quiet(max_others: float, max_wait_s: float, sample_s: float = 1.0) -> float:
+    """Sleep until other processes use at most ``max_others`` of the cores (or ``max_wait_s`` passed).
+
+    Returns the seconds waited. On 2 cores a third busy process does not cost a
+    third of the speed: torch's OpenMP threads wait for each other and a step
+    can take 10x longer, so timed runs start when the machine is quiet.
+    """
+    start = time.perf_counter()
+    while True:
+        before, t0 = cpu_ticks(), time.perf_counter()
+        time.sleep(sample_s)
+        if others_cpu_share(before, cpu_ticks(), time.perf_counter() - t0) <= max_others:
+            break
+        if time.perf_counter() - start >= max_wait_s:
+            break
+    return time.perf_counter() - start
+
+
 def matmul_peak_gflops(dtype, seconds: float = 1.5, sizes: Sequence[int] = (1024, 2048)) -> float:
     """The best GFLOP/s of an ``n x n @ n x n`` loop over ``sizes``: the machine's practical matmul peak."""
     import torch

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from bench_common import (  # noqa: E402
     others_cpu_share,
     run_worker,
     spread,
+    wait_for_quiet,
 )
 
 HERE = Path(__file__).resolve()
@@ -130,8 +130,10 @@ def worker_prepare(spec: dict) -> dict:
         model.save_pretrained(root / name / "init")
         tokenizer.save_pretrained(root / name / "init")
         sizes[name] = sum(p.numel() for p in model.parameters())
+    enc = tokenizer([p.premise for p in train], [p.hypothesis for p in train], truncation=True, max_length=MAX_LENGTH)
+    mean_length = sum(map(len, enc["input_ids"])) / len(train)
     return {"train_pairs": len(train), "validation_pairs": len(validation), "all_pairs": len(pairs),
-            "vocab": len(tokenizer), "parameters": sizes}
+            "vocab": len(tokenizer), "parameters": sizes, "mean_train_tokens": mean_length}
 
 
 def worker_peak(spec: dict) -> dict:
@@ -148,7 +150,6 @@ def worker_encode(spec: dict) -> dict:
     import itertools
 
     import datasets
-    import numpy as np
     from transformers import AutoTokenizer
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
@@ -178,12 +179,13 @@ def worker_encode(spec: dict) -> dict:
         return raw.map(hf_tokenize, batched=True, remove_columns=["premise", "hypothesis"],
                        load_from_cache_file=False)
 
-    def run_proposed():
-        # the change proposed for korpair.data.encode_pairs: ids straight from the Rust tokenizer
-        ids, types = token_lists_fast(tokenizer, pairs, MAX_LENGTH)
-        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-        return (np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(lengths.sum())),
-                np.fromiter(itertools.chain.from_iterable(types), np.int8, int(lengths.sum())), lengths)
+    distinct = list(dict.fromkeys(t for p in pairs for t in (p.premise, p.hypothesis)))
+    backend = tokenizer.backend_tokenizer
+
+    def run_rust_only():
+        # The floor of any encoder built on HF tokenizers: the Rust tokenizer alone on the distinct
+        # sentences (korpair tokenizes each once), without special tokens, ids or arrays.
+        return backend.encode_batch_fast(distinct, add_special_tokens=False)
 
     slow_pairs = pairs[: spec["slow_pairs"]]
 
@@ -192,9 +194,9 @@ def worker_encode(spec: dict) -> dict:
         return [slow(p.premise, p.hypothesis, max_length=MAX_LENGTH, padding="max_length", truncation=True)
                 for p in slow_pairs]
 
-    timings = {"korpair": [], "hf_datasets_map": [], "slow_per_example": [], "korpair_proposed": []}
+    timings = {"korpair": [], "hf_datasets_map": [], "slow_per_example": [], "rust_tokenizer_only": []}
     for _ in range(spec["repeats"]):
-        for name, fn in (("korpair", run_korpair), ("hf_datasets_map", run_hf), ("korpair_proposed", run_proposed)):
+        for name, fn in (("korpair", run_korpair), ("hf_datasets_map", run_hf), ("rust_tokenizer_only", run_rust_only)):
             start = time.perf_counter()
             fn()
             timings[name].append(time.perf_counter() - start)
@@ -211,31 +213,16 @@ def worker_encode(spec: dict) -> dict:
     warm = time.perf_counter() - start
 
     fast_ids = run_korpair()
-    proposed_ids, _, _ = run_proposed()
-    assert np.array_equal(proposed_ids, fast_ids.input_ids), "the proposed encoder must give the same ids"
+    call = tokenizer([p.premise for p in pairs], [p.hypothesis for p in pairs], truncation=True, max_length=MAX_LENGTH)
+    assert fast_ids.input_ids.tolist() == list(itertools.chain.from_iterable(call["input_ids"])), \
+        "korpair must give the tokenizer call's ids"
     same = sum(
         list(fast_ids[i]["input_ids"]) == [t for t in s["input_ids"] if t != tokenizer.pad_token_id]
         for i, s in enumerate(run_slow())
     )
     return {"pairs": len(pairs), "seconds": timings, "cache_cold_s": cold, "cache_hit_s": warm,
-            "slow_pairs_timed": len(slow_pairs), "slow_same_ids": same / len(slow_pairs)}
-
-
-def token_lists_fast(tokenizer, pairs, max_length: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Token and type ids of pairs from the Rust tokenizer's ``encode_batch_fast`` (no offsets, no
-    BatchEncoding): the body proposed for korpair.data.encode_pairs, measured here."""
-    backend = tokenizer.backend_tokenizer
-    truncation, padding = backend.truncation, backend.padding
-    backend.no_padding()
-    backend.enable_truncation(max_length, strategy="longest_first", direction=tokenizer.truncation_side)
-    try:
-        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        encodings = encode([(p.premise, p.hypothesis) for p in pairs], add_special_tokens=True)
-    finally:
-        backend.no_truncation() if truncation is None else backend.enable_truncation(**truncation)
-        if padding is not None:
-            backend.enable_padding(**padding)
-    return [e.ids for e in encodings], [e.type_ids for e in encodings]
+            "slow_pairs_timed": len(slow_pairs), "slow_same_ids": same / len(slow_pairs),
+            "distinct_texts": len(distinct)}
 
 
 def train_flops(lengths: list[int], wl: dict) -> float:
@@ -521,14 +508,15 @@ WORKERS = {"prepare": worker_prepare, "peak": worker_peak, "encode": worker_enco
 def plan(args: argparse.Namespace) -> dict:
     """Step counts and sizes for this run (--quick shrinks everything)."""
     quick = args.quick
-    steps = {"W1": args.w1_steps or (12 if quick else 84), "W2": args.w2_steps or (5 if quick else 8)}
+    steps = {"W1": args.w1_steps or (12 if quick else 84), "W2": args.w2_steps or (3 if quick else 8)}
     return {
         "repeats": args.repeats or (1 if quick else 3),
         "steps": steps,
         "warmup_steps": {k: max(1, v // 10) for k, v in steps.items()},
-        "validation_pairs": 64 if quick else VALIDATION_PAIRS,
-        "infer_pairs": 64 if quick else 128,
-        "slow_pairs": 300 if quick else 1000,
+        "validation_pairs": 32 if quick else VALIDATION_PAIRS,
+        "infer_pairs": 192,  # 3 batches of 64: one batch is mostly the cost of its first, longest shape
+        "inference": not args.skip_inference and not quick,
+        "slow_pairs": 200 if quick else 1000,
         "encode_repeats": 3 if quick else 5,
         "peak_seconds": 0.5 if quick else 1.5,
         "profile_steps": 0 if quick or args.no_profile else 3,
@@ -548,11 +536,17 @@ def run_suite(args: argparse.Namespace) -> dict:
         env["OMP_NUM_THREADS"] = str(args.threads)
     started = time.perf_counter()
 
-    def work(task: str, timeout_s: float = 1200, **spec) -> dict:
-        """Run a worker; a timed one is run again (up to --retries times) while other processes took
-        more than --max-others of the CPU during its measurement, and the cleanest run is kept."""
+    waiting = {"seconds": 0.0}
+
+    def work(task: str, timeout_s: float = 1200, timed: bool = True, **spec) -> dict:
+        """Run a worker. A timed one waits for a quiet machine first (within the --max-wait budget), and
+        is run again (up to --retries times) when other processes took more than --max-others of the
+        CPU during its measurement; the cleanest run is kept."""
         tries = []
         while True:
+            if timed:
+                budget = max(0.0, args.max_wait - waiting["seconds"])
+                waiting["seconds"] += wait_for_quiet(args.max_others, min(budget, 120.0)) if budget else 0.0
             t0 = time.perf_counter()
             result = run_worker(HERE, {"task": task, "root": str(root), **spec}, timeout_s, env)
             others = result.get("others_cpu")
@@ -569,11 +563,12 @@ def run_suite(args: argparse.Namespace) -> dict:
 
     try:
         print(f"korpair training benchmark: {json.dumps(p)}", flush=True)
-        prep = work("prepare", data=str(args.data), validation_pairs=p["validation_pairs"], seed=p["seed"])
+        prep = work("prepare", timed=False, data=str(args.data), validation_pairs=p["validation_pairs"],
+                    seed=p["seed"])
         peaks = [work("peak", seconds=p["peak_seconds"])]
         encode = work("encode", repeats=p["encode_repeats"], slow_pairs=p["slow_pairs"])
-        if "W2" in p["workloads"] and not args.skip_inference:
-            exports = work("export", model_dir=str(root / "W2" / "init"))
+        if "W2" in p["workloads"] and p["inference"]:
+            exports = work("export", timed=False, model_dir=str(root / "W2" / "init"))
         runs: list[dict] = []
         inference: list[dict] = []
         agreement_model = root / "W1-trained" / "model"
@@ -593,7 +588,7 @@ def run_suite(args: argparse.Namespace) -> dict:
                     else:
                         result = work("train-hf", **spec)
                     runs.append({"repeat": r, "workload": wl, "system": name, **result})
-            if "W2" in p["workloads"] and not args.skip_inference:
+            if "W2" in p["workloads"] and p["inference"]:
                 inference.append(work("infer", pairs=p["infer_pairs"]))
         profile = None
         if p["profile_steps"] and "W2" in p["workloads"]:
@@ -603,17 +598,17 @@ def run_suite(args: argparse.Namespace) -> dict:
                            overrides=SYSTEMS["korpair best"]["overrides"], profile_steps=p["profile_steps"])["profile"]
         agreement = None
         if agreement_model.is_dir() and not args.skip_onnx:
-            work("export", model_dir=str(agreement_model))
-            agreement = work("agreement", model_dir=str(agreement_model))
+            work("export", timed=False, model_dir=str(agreement_model))
+            agreement = work("agreement", timed=False, model_dir=str(agreement_model))
         peaks.append(work("peak", seconds=p["peak_seconds"]))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     peak = {k: max(x[k] for x in peaks) for k in ("fp32", "bf16")}
     return {"plan": p, "prepare": prep, "peak_gflops": peak, "peak_runs": peaks, "encode": encode,
-            "onnx_export": exports if "W2" in p["workloads"] and not args.skip_inference else None,
+            "onnx_export": exports if "W2" in p["workloads"] and p["inference"] else None,
             "train": runs, "inference": inference, "onnx_agreement": agreement, "profile": profile,
-            "max_others": args.max_others, "retries": args.retries,
+            "max_others": args.max_others, "retries": args.retries, "waited_s": round(waiting["seconds"], 1),
             "suite_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -624,6 +619,10 @@ def summarise(raw: dict) -> dict:
     """Per-system spreads, korpair/HF ratios per repeat, MFU, encoding and inference ratios, targets."""
     peak = raw["peak_gflops"]
     for run in raw["train"]:
+        # Every system trains on the same pairs, so an epoch takes (real tokens / tokens per second):
+        # this is its samples/s over an epoch. The timed steps alone are biased for a short run, e.g.
+        # HF's length-grouped sampler serves the longest batch first.
+        run["epoch_samples_per_s"] = run["tokens_per_s"] / raw["prepare"]["mean_train_tokens"]
         run["mfu"] = run["model_gflops_per_s"] / peak["bf16" if run["precision"].startswith("bf16") else "fp32"]
         run["mfu_of_bf16_peak"] = run["model_gflops_per_s"] / peak["bf16"]
     by = {}
@@ -633,7 +632,7 @@ def summarise(raw: dict) -> dict:
     for (wl, name), runs in by.items():
         systems.setdefault(wl, {})[name] = {
             key: spread([r[key] for r in runs]) for key in (
-                "samples_per_s", "tokens_per_s", "padding_efficiency", "model_gflops_per_s", "mfu",
+                "samples_per_s", "epoch_samples_per_s", "tokens_per_s", "padding_efficiency", "model_gflops_per_s", "mfu",
                 "mfu_of_bf16_peak", "eval_pairs_per_s", "val_loss", "peak_rss_mib", "load_1min", "others_cpu")
         }
     ratios = {}
@@ -644,7 +643,7 @@ def summarise(raw: dict) -> dict:
             repeats = sorted({r["repeat"] for r in by[(wl, a)]} & {r["repeat"] for r in by[(wl, b)]})
             pick = lambda name, rep, key: next(x[key] for x in by[(wl, name)] if x["repeat"] == rep)  # noqa: E731
             ratios.setdefault(wl, {})[f"{a} / {b}"] = {
-                "samples_per_s": spread([pick(a, rep, "samples_per_s") / pick(b, rep, "samples_per_s")
+                "samples_per_s": spread([pick(a, rep, "epoch_samples_per_s") / pick(b, rep, "epoch_samples_per_s")
                                          for rep in repeats]),
                 "eval_pairs_per_s": spread([pick(a, rep, "eval_pairs_per_s") / pick(b, rep, "eval_pairs_per_s")
                                             for rep in repeats]),
@@ -655,9 +654,9 @@ def summarise(raw: dict) -> dict:
         "seconds": {k: spread(v, 4) for k, v in enc.items()},
         "korpair_vs_hf_map": spread([h / k for k, h in zip(enc["korpair"], enc["hf_datasets_map"])]),
         "korpair_vs_slow_loop": spread([s / k for k, s in zip(enc["korpair"], enc["slow_per_example"])], 1),
-        "proposed_vs_hf_map": spread([h / k for k, h in zip(enc["korpair_proposed"], enc["hf_datasets_map"])]),
-        "proposed_vs_slow_loop": spread([s / k for k, s in zip(enc["korpair_proposed"], enc["slow_per_example"])],
-                                        1),
+        "rust_only_vs_slow_loop": spread([s / k for k, s in zip(enc["rust_tokenizer_only"],
+                                                                 enc["slow_per_example"])], 1),
+        "rust_share_of_korpair": spread([r / k for k, r in zip(enc["korpair"], enc["rust_tokenizer_only"])], 2),
     }
     inference = None
     if raw["inference"]:
@@ -725,7 +724,8 @@ def write_report(raw: dict, summary: dict, info: dict, out_dir: Path, quick: boo
         "Other engineers' jobs share this machine: \"others' CPU\" is the fraction of the cores that other "
         "processes used during a run's timed steps (from /proc/stat). A run above "
         f"{raw['max_others']:.0%} was rerun (up to {raw['retries']} times) and the cleanest kept; "
-        f"{sum(r['tries'] - 1 for r in raw['train'])} reruns in all. Throughput leaves out the first 2 steps; "
+        f"{sum(r['tries'] - 1 for r in raw['train'])} reruns in all, {raw['waited_s']:.0f} s spent waiting for "
+        "a quiet machine. Throughput leaves out the first 2 steps; "
         "model FLOPs count real tokens only (3x the forward pass, attention included).",
         "",
         "## Training", "",
@@ -733,21 +733,27 @@ def write_report(raw: dict, summary: dict, info: dict, out_dir: Path, quick: boo
     rows = []
     for wl, systems in summary["systems"].items():
         for name, s in systems.items():
-            rows.append([wl, name, fmt_spread(s["samples_per_s"]), fmt_spread(s["tokens_per_s"]),
+            rows.append([wl, name, fmt_spread(s["epoch_samples_per_s"]), s["samples_per_s"]["median"],
+                         fmt_spread(s["tokens_per_s"]),
                          s["padding_efficiency"]["median"], fmt_spread(s["model_gflops_per_s"]),
                          f"{s['mfu']['median']:.1%}", f"{s['mfu_of_bf16_peak']['median']:.1%}",
                          fmt_spread(s["eval_pairs_per_s"]), fmt_spread(s["val_loss"]),
                          s["peak_rss_mib"]["max"], f"{s['others_cpu']['max']:.0%}"])
-    lines.append(md_table(["workload", "system", "train samples/s", "real tokens/s", "pad eff.", "model GFLOP/s",
-                           "MFU (own precision)", "MFU vs bf16 peak", "eval pairs/s", "val loss", "peak RSS MiB",
-                           "others' CPU (max)"], rows, "llrrrrrrrrrr"))
-    lines += ["", "### korpair / HF ratios (per repeat, same seed)", ""]
+    lines.append(md_table(["workload", "system", "train samples/s (epoch)", "samples/s (timed steps)",
+                           "real tokens/s", "pad eff.", "model GFLOP/s", "MFU (own precision)", "MFU vs bf16 peak",
+                           "eval pairs/s", "val loss", "peak RSS MiB", "others' CPU (max)"], rows,
+                          "llrrrrrrrrrrr"))
+    lines += ["", "Train samples/s (epoch) = real tokens/s / the mean tokens of a training pair "
+              f"({raw['prepare']['mean_train_tokens']:.1f}): every system trains on the same pairs, so this is its "
+              "rate over an epoch; the timed steps alone favour whoever drew short batches first (HF's length-grouped "
+              "sampler serves the longest batch first).", "",
+              "### korpair / HF ratios (per repeat, same seed)", ""]
     rows = []
     for wl, pairs in summary["ratios"].items():
         for label, r in pairs.items():
             rows.append([wl, label, fmt_spread(r["samples_per_s"], "x"), fmt_spread(r["eval_pairs_per_s"], "x"),
                          fmt_spread(r["val_loss_diff"])])
-    lines.append(md_table(["workload", "korpair / HF", "train samples/s", "eval pairs/s",
+    lines.append(md_table(["workload", "korpair / HF", "train samples/s (epoch)", "eval pairs/s",
                            "val loss difference"], rows, "llrrr"))
     enc = summary["encoding"]
     lines += ["", "## Encoding", "",
@@ -762,10 +768,10 @@ def write_report(raw: dict, summary: dict, info: dict, out_dir: Path, quick: boo
                               f"{raw['encode']['cache_cold_s']:.3f} / {raw['encode']['cache_hit_s']:.4f}"]], "lr"))
     lines += ["", f"korpair / HF datasets.map: {fmt_spread(enc['korpair_vs_hf_map'], 'x')}; "
               f"korpair / per-example loop: {fmt_spread(enc['korpair_vs_slow_loop'], 'x')}. "
-              "`korpair_proposed` is the change proposed for `encode_pairs` (ids from the Rust tokenizer's "
-              "`encode_batch_fast`, no BatchEncoding; same ids): "
-              f"{fmt_spread(enc['proposed_vs_hf_map'], 'x')} HF datasets.map, "
-              f"{fmt_spread(enc['proposed_vs_slow_loop'], 'x')} the per-example loop."]
+              f"korpair tokenizes each of the {raw['encode']['distinct_texts']} distinct sentences once; "
+              "`rust_tokenizer_only` is the HF tokenizers (Rust) call on those sentences alone, the floor of any "
+              f"encoder built on it: {fmt_spread(enc['rust_share_of_korpair'])} of korpair's time, and "
+              f"{fmt_spread(enc['rust_only_vs_slow_loop'], 'x')} the per-example loop at best."]
     if summary["inference"]:
         inf = summary["inference"]
         lines += ["", "## Inference (W2, random weights)", "",
@@ -817,10 +823,11 @@ def _fmt_num(x) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few steps and pairs, one repeat (< 3 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="few steps and pairs, one repeat, no W2 inference (about 3 minutes)")
     parser.add_argument("--repeats", type=int, help="repeats of every training run (default 3, quick 1)")
     parser.add_argument("--w1-steps", type=int, help="optimizer steps of W1 (default 84 = one epoch, quick 12)")
-    parser.add_argument("--w2-steps", type=int, help="optimizer steps of W2 (default 8, quick 5)")
+    parser.add_argument("--w2-steps", type=int, help="optimizer steps of W2 (default 8, quick 3)")
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--skip-inference", action="store_true", help="no inference and no W2 ONNX export")
@@ -829,6 +836,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-others", type=float, default=0.15,
                         help="rerun a timed run when other processes took more than this fraction of the CPU")
     parser.add_argument("--retries", type=int, default=2, help="reruns of a disturbed run at most (default 2)")
+    parser.add_argument("--max-wait", type=float, default=600,
+                        help="seconds the whole suite may wait for other processes to go quiet (default 600)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the workers (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights; repeat r uses seed+r")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="KLUE-NLI dev JSON file")
