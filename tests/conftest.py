@@ -55,6 +55,40 @@ def trained_run(tmp_path_factory):
                                 "trainer.max_epochs=2", "trainer.progress_bar=false"])
 
 
+TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
+        "model.num_heads=2", "model.intermediate_size=128", "trainer.progress_bar=false"]
+
+
+@pytest.fixture(scope="session")
+def pair_task_files(tmp_path_factory):
+    """A generated task where the label is a function of the pair: same / negated / unrelated sentence."""
+    from korpair.sample import generate_pair_task
+
+    folder = tmp_path_factory.mktemp("pairtask")
+    rows = generate_pair_task(3000, seed=3)
+    for name, part in (("train", rows[:2400]), ("validation", rows[2400:])):
+        (folder / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+    return folder
+
+
+def task_overrides(folder: Path, out: Path) -> list[str]:
+    return ["corpus.name=files", f"corpus.train_file={folder / 'train.jsonl'}",
+            f"corpus.validation_file={folder / 'validation.jsonl'}", f"trainer.output_dir={out}",
+            f"data.cache_dir={out.parent / 'cache'}", *TINY]
+
+
+LEARN = ["trainer.max_epochs=5", "optim.lr=5e-4", "optim.warmup_ratio=0.1", "model.dropout=0.0"]
+
+
+@pytest.fixture(scope="session")
+def learned_run(pair_task_files, tmp_path_factory):
+    """A tiny model that really learns a pair function (>= 0.90 validation accuracy), default precision."""
+    from korpair import api
+
+    return api.train(None, task_overrides(pair_task_files, tmp_path_factory.mktemp("learned") / "run") + LEARN)
+
+
 @pytest.fixture
 def write_jsonl(tmp_path):
     def write(rows, name="data.jsonl") -> Path:

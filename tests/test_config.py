@@ -71,3 +71,9 @@ def test_readme_config_reference_is_current():
     spec.loader.exec_module(module)
     assert module.reference() in (root / "README.md").read_text(encoding="utf-8"), \
         "README config table is stale: run scripts/config_reference.py and paste its output"
+
+
+def test_precision_32_may_be_written_as_a_number():
+    assert TrainConfig.from_file(None, ["trainer.precision=32"]).trainer.precision == "32"
+    with pytest.raises(ConfigError, match=r"trainer\.precision"):
+        TrainConfig.from_file(None, ["trainer.precision=16"])

@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from korpair import onnx as korpair_onnx  # noqa: E402
 from korpair.config import CorpusConfig  # noqa: E402
-from korpair.corpora import Pair, read_split  # noqa: E402
+from korpair.corpora import Pair, read_pairs, read_split  # noqa: E402
 from korpair.errors import ModelFolderError  # noqa: E402
 from korpair.inference import Predictor  # noqa: E402
 from korpair.onnx import OnnxPredictor, export_onnx  # noqa: E402
@@ -28,8 +28,7 @@ def test_pairs() -> list[Pair]:
 @pytest.fixture(scope="module")
 def trained_exports(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    return {"fp32": export_onnx(trained_run.model_dir, out / "fp32"),
-            "int8": export_onnx(trained_run.model_dir, out / "int8", quantize=True)}
+    return {"fp32": export_onnx(trained_run.model_dir, out / "fp32")}
 
 
 def test_default_folders_hold_a_complete_model(tiny_model_dir, tmp_path):
@@ -73,11 +72,14 @@ def test_trained_model_fp32_agrees_fully(trained_run, trained_exports, test_pair
         assert b.scores == pytest.approx(a.scores, abs=1e-4)
 
 
-def test_trained_model_int8_agrees_mostly(trained_run, trained_exports, test_pairs):
-    ours = Predictor.from_pretrained(trained_run.model_dir).predict(test_pairs)
-    theirs = OnnxPredictor.from_pretrained(trained_exports["int8"]).predict(test_pairs)
+def test_learned_model_int8_agrees(learned_run, pair_task_files, tmp_path):
+    """On a model with real margins (the sample run is near chance, so its labels are near-ties)."""
+    pairs = read_pairs(pair_task_files / "validation.jsonl")
+    ours = Predictor.from_pretrained(learned_run.model_dir).predict(pairs)
+    theirs = OnnxPredictor.from_pretrained(export_onnx(learned_run.model_dir, tmp_path / "int8", quantize=True)
+                                           ).predict(pairs)
     agreement = np.mean([a.label == b.label for a, b in zip(ours, theirs)])
-    assert agreement >= 0.95, agreement
+    assert agreement >= 0.98, agreement
 
 
 def test_trained_max_length_carries_over(trained_run, trained_exports):

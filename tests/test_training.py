@@ -12,27 +12,8 @@ import torch
 from korpair import api
 from korpair.errors import OutputExistsError
 from korpair.inference import Predictor
-from korpair.sample import generate_pair_task
 
-TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
-        "model.num_heads=2", "model.intermediate_size=128", "trainer.progress_bar=false"]
-
-
-@pytest.fixture(scope="module")
-def pair_task_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pairtask")
-    rows = generate_pair_task(3000, seed=3)
-    for name, part in (("train", rows[:2400]), ("validation", rows[2400:])):
-        (folder / f"{name}.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-    return folder
-
-
-def task_overrides(folder: Path, out: Path) -> list[str]:
-    return ["corpus.name=files", f"corpus.train_file={folder / 'train.jsonl'}",
-            f"corpus.validation_file={folder / 'validation.jsonl'}", f"trainer.output_dir={out}",
-            f"data.cache_dir={out.parent / 'cache'}", *TINY]
-
+from conftest import LEARN, task_overrides
 
 def logged(out: Path, column_prefix: str) -> dict[int, float]:
     with open(out / "logs" / "metrics.csv", newline="") as fh:
@@ -65,13 +46,16 @@ def test_recipe_exponential_decay_per_epoch(pair_task_files, tmp_path):
     assert len(set(lrs.values())) == 3, "the LR must change each epoch (ratsnlp's stayed constant)"
 
 
-def test_tiny_model_learns_a_pair_function(pair_task_files, tmp_path):
+def test_tiny_model_learns_a_pair_function(learned_run):
     """Label = f(pair): same sentence / negated / unrelated. Proof that the loop learns."""
-    out = tmp_path / "run"
-    result = api.train(None, task_overrides(pair_task_files, out) + [
-        "trainer.max_epochs=5", "optim.lr=5e-4", "optim.warmup_ratio=0.1", "model.dropout=0.0"])
+    assert learned_run.metrics["val_accuracy"] >= 0.90, learned_run.metrics
+    assert learned_run.metrics["global_step"] <= 5 * 75
+
+
+def test_tiny_model_learns_in_fp32_too(pair_task_files, tmp_path):
+    """The default precision is bf16 where the CPU has it; plain fp32 must learn as well."""
+    result = api.train(None, task_overrides(pair_task_files, tmp_path / "run") + LEARN + ["trainer.precision=32"])
     assert result.metrics["val_accuracy"] >= 0.90, result.metrics
-    assert result.metrics["global_step"] <= 5 * 75
 
 
 def test_outputs_are_a_plain_hf_folder(trained_run):
@@ -122,3 +106,35 @@ def test_best_checkpoint_weights_are_exported(trained_run):
 def test_output_folder_is_not_mixed(trained_run):
     with pytest.raises(OutputExistsError, match="not empty"):
         api.train("sample", [f"trainer.output_dir={trained_run.output_dir}"])
+
+
+@pytest.mark.parametrize("caps, expected", [
+    ({"avx512_bf16": True, "amx_bf16": False}, "bf16-mixed"),
+    ({"avx512_bf16": False, "amx_bf16": True}, "bf16-mixed"),
+    ({"avx512_bf16": False, "amx_bf16": False, "avx2": True}, "32-true"),
+])
+def test_auto_precision_follows_the_cpu(monkeypatch, caps, expected):
+    from korpair.training import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    assert resolve_precision("auto", "cpu")[0] == expected
+    # what the user asks for is kept, whatever the hardware
+    assert resolve_precision("32", "cpu") == ("32-true", "as configured")
+    assert resolve_precision("bf16-mixed", "cpu")[0] == "bf16-mixed"
+    assert resolve_precision("auto", "mps")[0] == "32-true"
+
+
+def test_auto_padding_multiple_is_off_on_cpu_and_8_on_gpu():
+    from types import SimpleNamespace
+
+    from korpair.config import DataConfig
+    from korpair.data import PairDataModule
+
+    def module(device: str, multiple="auto"):
+        data = PairDataModule(None, None, DataConfig(pad_to_multiple_of=multiple), pad_id=0)
+        data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+        return data
+
+    assert module("cpu")._pad_multiple() is None
+    assert module("cuda")._pad_multiple() == 8
+    assert module("cpu", 16)._pad_multiple() == 16

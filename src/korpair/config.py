@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from korpair.errors import ConfigError
 
@@ -96,8 +96,9 @@ class DataConfig(_Section):
     group_by_length: bool = Field(
         True, description="batch pairs of similar length together (less padding, same randomness)"
     )
-    pad_to_multiple_of: int | None = Field(
-        8, ge=1, description="round each batch's length up to this multiple (kernel-friendly shapes)"
+    pad_to_multiple_of: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto", description="round each batch's length up to this multiple; auto: 8 on a GPU (tensor-core "
+        "shapes), none on a CPU (where it only adds padding)"
     )
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes; 0 is safe in notebooks and scripts alike"
@@ -131,8 +132,9 @@ class TrainerConfig(_Section):
     seed: int = Field(7, description="seed for weights, shuffling and dropout")
     max_epochs: int = Field(3, ge=1, description="epochs to train")
     max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: no limit)")
-    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = Field(
-        "32", description="numeric precision; bf16-mixed is fast on recent CPUs (AMX) and GPUs"
+    precision: Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = Field(
+        "auto", description="numeric precision; auto: bf16-mixed where the hardware computes in bf16 "
+        "(a GPU with bf16, a CPU with AVX512-BF16 or AMX), else 32"
     )
     gradient_clip_val: float | None = Field(1.0, ge=0, description="clip gradient norm to this value")
     accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimizer step")
@@ -152,6 +154,12 @@ class TrainerConfig(_Section):
     log_every_n_steps: int = Field(10, ge=1, description="log training loss and lr every N steps")
     progress_bar: bool = Field(True, description="show a progress bar")
     deterministic: bool = Field(False, description="ask torch for deterministic algorithms")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        # YAML and ``trainer.precision=32`` give the number 32; Lightning's names are text
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class TrainConfig(_Section):

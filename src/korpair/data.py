@@ -616,6 +616,14 @@ class PairDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
+    def _pad_multiple(self) -> int | None:
+        multiple = self.cfg.pad_to_multiple_of
+        if multiple != "auto":
+            return multiple
+        # tensor cores want multiples of 8; a CPU's kernels gain nothing from them but padding
+        trainer = getattr(self, "trainer", None)
+        return 8 if trainer is not None and trainer.strategy.root_device.type == "cuda" else None
+
     def _loader(self, feats: EncodedPairs, batch_size: int, train: bool) -> DataLoader:
         world, rank = self._world()
         sampler = LengthGroupedBatchSampler(
@@ -624,7 +632,7 @@ class PairDataModule(L.LightningDataModule):
         )
         return DataLoader(
             feats, batch_sampler=sampler,
-            collate_fn=PairCollator(self.pad_id, self.cfg.pad_to_multiple_of),
+            collate_fn=PairCollator(self.pad_id, self._pad_multiple()),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
         )

@@ -54,7 +54,9 @@ class Predictor:
         self.precision = precision
         id2label = model.config.id2label
         self.labels = tuple(id2label[i] for i in range(model.config.num_labels))
-        self._collate = PairCollator(tokenizer.pad_token_id or 0, pad_to_multiple_of=8)
+        # multiples of 8 suit a GPU's tensor cores; on a CPU they are only padding
+        self._collate = PairCollator(tokenizer.pad_token_id or 0,
+                                     pad_to_multiple_of=8 if self.device.type == "cuda" else None)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | None = None,

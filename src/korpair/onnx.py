@@ -111,7 +111,8 @@ class OnnxPredictor(Predictor):
         self.device = torch.device("cpu")
         self.precision = "32"
         self.input_names = [i.name for i in session.get_inputs()]
-        self._collate = PairCollator(tokenizer.pad_token_id or 0, pad_to_multiple_of=8)
+        gpu = "CUDAExecutionProvider" in session.get_providers()
+        self._collate = PairCollator(tokenizer.pad_token_id or 0, pad_to_multiple_of=8 if gpu else None)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, max_seq_length: int | None = None,
