@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,56 @@ def test_collator_pads_to_batch_longest(tokenizer):
     assert width % 8 == 0 and longest <= width < longest + 8
     assert batch["attention_mask"].sum(1).tolist() == feats.lengths[:6].tolist()
     assert batch["labels"].tolist() == [LABELS.id(p.label) for p in make_pairs(6)]
+
+
+def test_killed_encoders_temporary_folders_are_removed(tokenizer, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".encoding.{dead.pid}@{host}.abc123"
+    alive = tmp_path / f".encoding.{os.getpid()}@{host}.def456"  # still encoding: must be left alone
+    other_host = tmp_path / f".encoding.{dead.pid}@not-{host}.ghi789"  # cannot be checked from here
+    for folder in (orphan, alive, other_host):
+        folder.mkdir()
+        (folder / "input_ids.npy").write_bytes(b"partial")
+    encode_pairs_cached(tokenizer, make_pairs(5), LABELS, 32, tmp_path)
+    assert not orphan.exists()
+    assert alive.exists() and other_host.exists()
+
+
+def test_processes_encoding_the_same_data_encode_it_once(tmp_path):
+    """The ranks of a torchrun job start together: one encodes, the others wait and read the cache."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, time
+import korpair.data as data
+from korpair.corpora import NLI_LABELS, LabelMap, Pair
+from korpair.model import train_wordpiece_tokenizer
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import KOREAN_TEXTS
+
+real = data._write_features
+def slow(*args, **kwargs):
+    with open({str(tmp_path / "encodes.txt")!r}, "a") as fh:
+        fh.write("encode\\n")
+    time.sleep(1.5)  # long enough for the other process to arrive meanwhile
+    return real(*args, **kwargs)
+data._write_features = slow
+tokenizer = train_wordpiece_tokenizer(KOREAN_TEXTS * 5, vocab_size=300)
+pairs = [Pair(KOREAN_TEXTS[i % 10], KOREAN_TEXTS[(i + 3) % 10], NLI_LABELS[i % 3]) for i in range(40)]
+feats = data.encode_pairs_cached(tokenizer, pairs, LabelMap(NLI_LABELS), 32, {str(tmp_path / "cache")!r})
+print(len(feats), int(feats.input_ids.sum()))
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    assert len({out for out, _ in outputs}) == 1, "every process reads the same features"
+    assert (tmp_path / "encodes.txt").read_text().count("encode") == 1

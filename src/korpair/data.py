@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from korpair.config import DataConfig
@@ -451,10 +453,17 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
     if key is not None and (root / key / "offsets.npy").exists():
         log.info("features cache hit: %s", root / key)
         return EncodedPairs.load(root / key)
+    lock = None
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".encoding."))
+        _remove_orphaned_temp_folders(root)
+        lock = _lock_key(root, key)
+        if key is not None and (root / key / "offsets.npy").exists():
+            log.info("features cache hit, written by another process meanwhile: %s", root / key)
+            return EncodedPairs.load(root / key)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".encoding.{os.getpid()}@{socket.gethostname()}."))
     except OSError as err:  # a read-only cache must not stop training
+        _unlock(lock)
         log.warning("could not write the features cache in %s (%s): encoding in memory instead; "
                     "set data.cache_dir to a writable folder for a corpus larger than memory", root, err)
         return _encode_in_memory(tokenizer, pairs, label_map, max_length)
@@ -467,7 +476,7 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
         except OSError:
             if not (folder / "offsets.npy").exists():
                 raise
-            # another process won the race, or an iterator's content was already cached
+            # an iterator's content was already cached
             log.info("features cache hit after encoding: %s", folder)
     except OSError as err:  # disk full, quota ...
         if not isinstance(pairs, Sequence):  # a stream cannot be read twice
@@ -477,7 +486,59 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
         return _encode_in_memory(tokenizer, pairs, label_map, max_length)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; cleans up after an error
+        _unlock(lock)
     return EncodedPairs.load(folder)
+
+
+def _lock_key(root: Path, key: str | None) -> FileLock | None:
+    """Hold ``root/KEY.lock`` while encoding: processes that encode the same data at once (the
+    ranks of a torchrun or SLURM job start together) then encode it once, the others wait and read
+    the cache. An iterator without ``source_key`` has no key before it is read: no lock."""
+    if key is None:
+        return None
+    lock = FileLock(root / f"{key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is encoding the same data; waiting for it (%s)", lock.lock_file)
+        lock.acquire()
+    return lock
+
+
+def _unlock(lock: FileLock | None) -> None:
+    """Release the lock and delete its file, which would otherwise stay in the cache folder.
+
+    Deleted while still held: a process already waiting on it then gets it,
+    and finds the features cached (or, after a failure, encodes them itself).
+    """
+    if lock is not None:
+        Path(lock.lock_file).unlink(missing_ok=True)
+        lock.release()
+
+
+def _remove_orphaned_temp_folders(root: Path) -> None:
+    """Remove the temporary folders of encoders on this host that were killed mid-way (SIGKILL, OOM).
+
+    A temporary folder is named ``.encoding.PID@HOST.*``; on a cache shared by
+    several machines only this host's processes can be checked.
+    """
+    host = socket.gethostname()
+    for folder in root.glob(".encoding.*@*"):
+        pid, _, rest = folder.name.removeprefix(".encoding.").partition("@")
+        if rest.rsplit(".", 1)[0] != host or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        log.info("removing %s, left by a killed encoder (process %s)", folder, pid)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _encode_in_memory(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None,
