@@ -30,23 +30,37 @@ def cpu_name() -> str:
         return platform.processor() or "unknown"
 
 
-def machine_info() -> dict:
-    """CPU, the matmul-relevant ISA extensions, core count and library versions."""
+TRAINING_PACKAGES = ("torch", "transformers", "lightning", "datasets", "accelerate", "tokenizers", "onnxruntime")
+
+
+def machine_info(packages: Sequence[str] = TRAINING_PACKAGES) -> dict:
+    """CPU, the matmul-relevant ISA extensions, cores, memory and the versions of ``packages``.
+
+    ``versions`` is also spread over the top level (``info["torch"]``), for the reports' one-liners.
+    """
     import torch
 
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "lightning", "datasets", "accelerate", "tokenizers", "onnxruntime"):
+    for name in packages:
         try:
             versions[name] = __import__(name).__version__
         except ImportError:
             versions[name] = None
+    try:
+        mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal:"))
+    except (OSError, StopIteration):
+        mem_kib = 0
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "isa": {k: bool(caps.get(k)) for k in ("avx512_f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")},
         "versions": versions,
+        **versions,
     }
 
 

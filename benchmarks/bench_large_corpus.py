@@ -30,12 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1024 * 1024
@@ -123,27 +125,6 @@ def run_cell(mode: str, tok_dir: Path, corpus: Path, cache: Path, n: int) -> dic
     return row
 
 
-def machine_info() -> dict:
-    import numpy
-    import tokenizers
-    import torch
-    import transformers
-
-    cpu = platform.processor() or "unknown"
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-        mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:"))
-    except (OSError, StopIteration):
-        mem = 0
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform()}
-
-
 def write_report(info: dict, rows: list[dict], corpora: dict[int, Path], files: dict | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     files = files or {n: {"file": p.name, "bytes": p.stat().st_size} for n, p in corpora.items()}
@@ -218,7 +199,7 @@ def main() -> None:
             modes = ["stream", "cache hit"] + (["list, then stream", "list, in memory"] if n in args.list_sizes else [])
             for mode in modes:
                 rows.append(run_cell(mode, tok_dir, corpora[n], cache, n))
-    write_report(machine_info(), rows, corpora)
+    write_report(machine_info(("torch", "transformers", "tokenizers", "numpy")), rows, corpora)
     print((RESULTS / "large_corpus.md").read_text())
 
 

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -28,6 +27,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABELS = ("entailment", "neutral", "contradiction")
@@ -136,24 +138,6 @@ async def measure(url: str, concurrency: int, seconds: float, max_requests: int)
             "load_1min": round(os.getloadavg()[0], 2)}
 
 
-def machine_info() -> dict:
-    import fastapi
-    import torch
-    import transformers
-    import uvicorn
-
-    cpu = platform.processor() or "unknown"
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__, "platform": platform.platform()}
-
-
 def write_report(info: dict, rows: list[dict], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {"server_torch_threads": args.torch_threads,
@@ -217,7 +201,7 @@ def main() -> None:
                         proc.wait(timeout=30)
                     except subprocess.TimeoutExpired:
                         proc.kill()
-    write_report(machine_info(), rows, args)
+    write_report(machine_info(("torch", "transformers", "fastapi", "uvicorn")), rows, args)
 
 
 if __name__ == "__main__":

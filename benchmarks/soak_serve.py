@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import signal
@@ -34,6 +33,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"  # loopback only, on purpose: no flag to change it
@@ -201,25 +203,6 @@ def analyse_memory(samples: list[dict]) -> dict:
             "open_fds_start_end": [samples[0]["open_fds"], samples[-1]["open_fds"]]}
 
 
-def machine_info() -> dict:
-    import fastapi
-    import torch
-    import transformers
-    import uvicorn
-
-    cpu = platform.processor() or "unknown"
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    mem_total = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(int(mem_total.group(1)) / MIB, 1),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__, "platform": platform.platform()}
-
-
 def write_report(info: dict, result: dict, args: argparse.Namespace, load_before: float) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {"duration_s": args.duration, "concurrency": args.concurrency, "sample_every_s": args.sample_s,
@@ -285,7 +268,7 @@ def main() -> int:
             result = asyncio.run(asyncio.wait_for(soak(url, proc.pid, args), timeout=args.duration + 120))
         finally:
             stop_server(proc)
-    report = write_report(machine_info(), result, args, load_before)
+    report = write_report(machine_info(("torch", "transformers", "fastapi", "uvicorn")), result, args, load_before)
     print(report)
     return 0 if result["errors"] == 0 and result["memory"]["stable"] else 1
 
