@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from korpair.cli import app
@@ -94,3 +96,33 @@ def test_not_a_model_folder(tmp_path):
     (tmp_path / "model" / "config.json").write_text("{}")
     result = run("predict", str(tmp_path), "--premise", "a", "--hypothesis", "b")
     assert result.exit_code == 2 and "did you mean" in result.output
+
+
+def test_predict_file_in_bf16_agrees_with_fp32(learned_run, pair_task_files, tmp_path):
+    """bf16 autocast is the fast inference path; on a model with real margins it gives the same labels."""
+    outputs = {}
+    for precision in ("32", "bf16"):
+        out = tmp_path / f"{precision}.jsonl"
+        result = run("predict", str(learned_run.model_dir), "--input", str(pair_task_files / "validation.jsonl"),
+                     "--output", str(out), "--precision", precision)
+        assert result.exit_code == 0, result.output
+        outputs[precision] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    fp32, bf16 = outputs["32"], outputs["bf16"]
+    assert len(fp32) == len(bf16) == 600
+    agreement = sum(a["label"] == b["label"] for a, b in zip(fp32, bf16)) / len(fp32)
+    assert agreement >= 0.98, agreement
+    worst = max(abs(a["scores"][k] - b["scores"][k]) for a, b in zip(fp32, bf16) for k in a["scores"])
+    assert 0 < worst < 0.05, "bf16 really ran, and stayed close to fp32"
+
+
+def test_precision_is_checked(tiny_model_dir, tmp_path):
+    from korpair import api
+    from korpair.errors import ConfigError
+    from korpair.inference import Predictor
+
+    bad = run("predict", str(tiny_model_dir), "--premise", "가", "--hypothesis", "나", "--precision", "fp8")
+    assert bad.exit_code == 2 and "fp8" in bad.output
+    with pytest.raises(ConfigError, match="precision 'fp8'"):
+        api.load_predictor(tiny_model_dir, precision="fp8")
+    with pytest.raises(ValueError, match="precision 'half'"):
+        Predictor.from_pretrained(tiny_model_dir, precision="half")

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from korpair import onnx as korpair_onnx  # noqa: E402
 from korpair.config import CorpusConfig  # noqa: E402
 from korpair.corpora import Pair, read_pairs, read_split  # noqa: E402
-from korpair.errors import ModelFolderError  # noqa: E402
+from korpair.errors import ConfigError, ModelFolderError  # noqa: E402
 from korpair.inference import Predictor  # noqa: E402
 from korpair.onnx import OnnxPredictor, export_onnx  # noqa: E402
 from korpair.serve import create_app  # noqa: E402
@@ -163,3 +163,8 @@ def test_cli_export_then_predict_and_serve_use_the_onnx_folder(tiny_model_dir, t
     assert served["label"] == answer["label"]
     bad = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--quantize", "int4"])
     assert bad.exit_code == 2 and "int8" in bad.output
+    # an ONNX model runs as exported: asking it for bf16 is an error, not a silent fp32 run
+    bf16 = CliRunner().invoke(app, ["predict", str(out), "--premise", "가", "--hypothesis", "나", "--precision", "bf16"])
+    assert bf16.exit_code == 2 and "ONNX model runs as exported" in bf16.output
+    with pytest.raises(ConfigError, match="ONNX model runs as exported"):
+        _load(out, None, "bf16")

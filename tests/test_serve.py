@@ -583,3 +583,11 @@ def test_listening_beyond_loopback_warns(caplog, capsys):
     caplog.clear()
     _announce("model", "127.0.0.1", 8000, blocking=True)
     assert "no authentication" not in caplog.text
+
+
+def test_server_in_bf16_answers(tiny_model_dir):
+    import httpx
+
+    with serve_in_background(tiny_model_dir, port=0, precision="bf16") as server:
+        answer = httpx.post(server.url + "predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"}).json()
+    assert answer["label"] in answer["scores"] and abs(sum(answer["scores"].values()) - 1) < 0.02

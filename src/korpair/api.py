@@ -19,7 +19,7 @@ from korpair.config import CorpusConfig, TrainConfig
 from korpair.corpora import Pair, iter_pairs, read_pairs, read_split
 from korpair.errors import ConfigError
 from korpair.evaluation import EvalReport, evaluate_pairs
-from korpair.inference import Prediction, Predictor
+from korpair.inference import PRECISIONS, Prediction, Predictor
 from korpair.resume import find_resume_checkpoint
 from korpair.training import CONFIG_NAME, TrainResult, fit
 
@@ -44,14 +44,25 @@ def load_config(config: str | Path | TrainConfig | dict | None, overrides: Seque
     return TrainConfig.from_file(config, list(overrides))
 
 
-def load_predictor(model_dir: str | Path, *, device: str | None = None, trust_remote_code: bool = False
-                   ) -> Predictor:
-    """A ``Predictor`` for a model folder; an exported ONNX folder (``model.onnx``) runs on ONNX Runtime."""
+def load_predictor(model_dir: str | Path, *, device: str | None = None, precision: str = "32",
+                   trust_remote_code: bool = False) -> Predictor:
+    """A ``Predictor`` for a model folder; an exported ONNX folder (``model.onnx``) runs on ONNX Runtime.
+
+    ``precision="bf16"`` runs a PyTorch model under bf16 autocast: about 2x the
+    pairs/s on a CPU with AVX512-BF16 or AMX and on recent GPUs, with scores
+    within about 1e-2 of fp32.
+    """
     if (Path(model_dir) / "model.onnx").is_file():
+        if precision not in ("32", "32-true"):
+            raise ConfigError(f"{model_dir}: an ONNX model runs as exported; --precision applies to PyTorch "
+                              "model folders (export with --quantize int8 for a faster ONNX model)")
         from korpair.onnx import OnnxPredictor
 
         return OnnxPredictor.from_pretrained(model_dir)
-    return Predictor.from_pretrained(model_dir, device=device, trust_remote_code=trust_remote_code)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: expected 32 or bf16")
+    return Predictor.from_pretrained(model_dir, device=device, precision=precision,
+                                     trust_remote_code=trust_remote_code)
 
 
 def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize: bool = False) -> Path:
@@ -86,9 +97,9 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              split: str = "validation", output_dir: str | Path | None = None, batch_size: int = 64,
              text_a_column: str | None = None, text_b_column: str | None = None,
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
-             device: str | None = None, trust_remote_code: bool = False) -> EvalReport:
+             device: str | None = None, precision: str = "32", trust_remote_code: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``) or on a split of a corpus."""
-    predictor = load_predictor(model_dir, device=device, trust_remote_code=trust_remote_code)
+    predictor = load_predictor(model_dir, device=device, precision=precision, trust_remote_code=trust_remote_code)
     labels = predictor.labels
     if data is not None:
         pairs = read_pairs(data, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
@@ -107,32 +118,32 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
 
 
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,
-            trust_remote_code: bool = False) -> list[Prediction]:
+            precision: str = "32", trust_remote_code: bool = False) -> list[Prediction]:
     """Classify pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
-    predictor = load_predictor(model_dir, trust_remote_code=trust_remote_code)
+    predictor = load_predictor(model_dir, precision=precision, trust_remote_code=trust_remote_code)
     return predictor.predict(pairs, batch_size=batch_size)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          limits: dict | None = None) -> None:
+          precision: str = "32", limits: dict | None = None) -> None:
     """Serve a model folder over HTTP (JSON API and web page) until interrupted."""
     from korpair.serve import ServeLimits, run_server
 
     checked = ServeLimits.from_dict(limits or {}, "korpair serve")
-    run_server(model_dir, host=host, port=port, limits=checked, device=device)
+    run_server(model_dir, host=host, port=port, limits=checked, device=device, precision=precision)
 
 
 def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
                  batch_size: int = 64, text_a_column: str | None = None, text_b_column: str | None = None,
                  encoding: str = "utf-8", fmt: str = "auto", progress: bool = False,
-                 trust_remote_code: bool = False) -> int:
+                 precision: str = "32", trust_remote_code: bool = False) -> int:
     """Stream pairs from a CSV/TSV/JSONL file to a JSONL or CSV file of predictions.
 
     The input is read in chunks, so files larger than memory work; the output
     appears only when complete. Returns the number of pairs written.
     """
     predictor = model_dir if isinstance(model_dir, Predictor) else \
-        load_predictor(model_dir, trust_remote_code=trust_remote_code)
+        load_predictor(model_dir, precision=precision, trust_remote_code=trust_remote_code)
     pairs = iter_pairs(input_file, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
                        require_label=False, drop_labels=(), encoding=encoding, strict=False)
     output_file = Path(output_file)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port: int = 8000,
-               limits: ServeLimits | None = None, device: str | None = None) -> None:
+               limits: ServeLimits | None = None, device: str | None = None, precision: str = "32") -> None:
     """Load the model once, print the URL to open, and serve until Ctrl+C.
 
     ``model_dir`` is a model folder (or an already loaded ``Predictor``). A host
@@ -38,7 +38,7 @@ def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port
     >>> run_server("runs/sample/model", port=8080, limits=ServeLimits(max_pairs=16))
     korpair: serving runs/sample/model on http://127.0.0.1:8080/  (API docs: http://127.0.0.1:8080/docs)
     """
-    classifier = _load(model_dir, device)
+    classifier = _load(model_dir, device, precision)
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     _announce(model_dir, host, port, blocking=True)
@@ -83,7 +83,7 @@ class BackgroundServer:
 
 
 def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port: int = 8000,
-                        limits: ServeLimits | None = None, device: str | None = None,
+                        limits: ServeLimits | None = None, device: str | None = None, precision: str = "32",
                         log_level: str = "warning", startup_timeout_s: float = 60.0) -> BackgroundServer:
     """Start a server in a thread and return once it answers; for notebooks, where ``run_server`` would block.
 
@@ -94,7 +94,7 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
     'http://127.0.0.1:41237/'
     >>> server.stop()
     """
-    classifier = _load(model_dir, device)
+    classifier = _load(model_dir, device, precision)
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(_uvicorn_config(create_app(classifier, limits), host, port, log_level=log_level))
@@ -115,11 +115,14 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
     return handle
 
 
-def _load(model_dir: str | Path | Classifier, device: str | None) -> Classifier:
+def _load(model_dir: str | Path | Classifier, device: str | None, precision: str = "32") -> Classifier:
     if isinstance(model_dir, Classifier):
         return model_dir
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
     if (Path(model_dir) / "model.onnx").is_file():  # a folder written by `korpair export`
+        if precision not in ("32", "32-true"):
+            raise ConfigError(f"{model_dir}: an ONNX model runs as exported; --precision applies to PyTorch "
+                              "model folders (export with --quantize int8 for a faster ONNX model)")
         from korpair.onnx import OnnxPredictor
 
         predictor = OnnxPredictor.from_pretrained(model_dir)
@@ -127,8 +130,9 @@ def _load(model_dir: str | Path | Classifier, device: str | None) -> Classifier:
         return predictor
     from korpair.inference import Predictor
 
-    predictor = Predictor.from_pretrained(model_dir, device=device)
-    log.info("loaded %s on %s (labels: %s)", model_dir, predictor.device, ", ".join(predictor.labels))
+    predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
+    log.info("loaded %s on %s, precision %s (labels: %s)", model_dir, predictor.device, precision,
+             ", ".join(predictor.labels))
     return predictor
 
 
