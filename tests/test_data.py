@@ -155,3 +155,4 @@ print(len(feats), int(feats.input_ids.sum()))
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     assert len({out for out, _ in outputs}) == 1, "every process reads the same features"
     assert (tmp_path / "encodes.txt").read_text().count("encode") == 1
+    assert not list((tmp_path / "cache").glob("*.lock")), "lock files are removed"

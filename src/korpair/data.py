@@ -459,6 +459,7 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
         _remove_orphaned_temp_folders(root)
         lock = _lock_key(root, key)
         if key is not None and (root / key / "offsets.npy").exists():
+            _unlock(lock)
             log.info("features cache hit, written by another process meanwhile: %s", root / key)
             return EncodedPairs.load(root / key)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".encoding.{os.getpid()}@{socket.gethostname()}."))
