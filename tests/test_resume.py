@@ -20,6 +20,9 @@ from korpair.sample import generate_pair_task
 TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
         "model.num_heads=2", "model.intermediate_size=128", "model.dropout=0.1", "trainer.progress_bar=false",
         "trainer.max_epochs=3", "trainer.log_every_n_steps=4", "optim.lr=5e-4"]
+# Long enough that a SIGTERM sent once logging has started lands mid-training, not after the
+# last batch (3 epochs of this tiny model take about a second in bf16).
+EPOCHS_WHEN_KILLED = 10
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,7 @@ def data(tmp_path_factory) -> list[str]:
 
 
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(data, tmp_path):
+    data = [*data, f"trainer.max_epochs={EPOCHS_WHEN_KILLED}"]
     baseline = api.train(None, [*data, f"trainer.output_dir={tmp_path / 'a'}"])
 
     run = tmp_path / "b"
@@ -55,7 +59,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(data, tmp_path):
     state = torch.load(ckpt, weights_only=True)
     steps_per_epoch = 960 // 32
     stopped_at = state["global_step"]
-    assert 0 < stopped_at < 3 * steps_per_epoch
+    assert 0 < stopped_at < EPOCHS_WHEN_KILLED * steps_per_epoch
     assert not (run / "model").exists(), "no model folder from an unfinished run"
 
     resumed = api.train(resume=run)
