@@ -10,11 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 from korpair import api
-from korpair.errors import ConfigError, ModelFolderError, OutputExistsError
+from korpair.errors import (
+    ConfigError,
+    ModelFolderError,
+    OutputExistsError,
+    TrainingInterrupted,
+)
 from korpair.sample import generate_pair_task
 
 TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
@@ -142,3 +148,41 @@ def test_overwrite_keeps_old_model_until_new_one_is_ready(data, tmp_path, monkey
     with pytest.raises(RuntimeError):
         api.train(None, [*data, f"trainer.output_dir={out}"], overwrite=True)
     assert (out / "model" / "model.safetensors").read_bytes() == weights
+
+
+class _SignalDuring(L.Callback):
+    """Sends this process SIGTERM from inside a validation pass (sanity check or epoch end)."""
+
+    def __init__(self, sanity: bool) -> None:
+        self.sanity, self.sent = sanity, False
+
+    def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
+        if not self.sent and trainer.sanity_checking == self.sanity:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("sanity", [False, True])
+def test_sigterm_during_validation_is_not_lost(data, tmp_path, monkeypatch, sanity):
+    """Lightning turns a SIGTERM during validation into an exit with status 0 and no checkpoint."""
+    import korpair.training as training
+
+    real = training.build_trainer
+
+    def build_trainer(*args, **kwargs):
+        trainer = real(*args, **kwargs)
+        trainer.callbacks.append(_SignalDuring(sanity))
+        return trainer
+
+    monkeypatch.setattr(training, "build_trainer", build_trainer)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        api.train(None, [*data, f"trainer.output_dir={run}"])
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before, "handlers restored"
+    ckpt = run / "checkpoints" / "interrupted.ckpt"
+    if sanity:  # before any training step: nothing to resume, and it says so
+        assert "nothing to resume" in str(stopped.value) and not ckpt.exists()
+    else:  # validation finishes, the next training batch runs, then the checkpoint
+        assert torch.load(ckpt, weights_only=True)["global_step"] == 960 // 32 + 1
+        assert "--resume" in str(stopped.value)

@@ -33,9 +33,11 @@ class OutputExistsError(KorpairError):
 class TrainingInterrupted(KorpairError):
     """Training stopped on a signal after saving a resumable checkpoint."""
 
-    def __init__(self, output_dir, step: int) -> None:
+    def __init__(self, output_dir, step: int, resumable: bool = True) -> None:
         self.output_dir, self.step = output_dir, step
-        super().__init__(
-            f"training interrupted at step {step}; a resumable checkpoint is in {output_dir}/checkpoints/. "
-            f"Continue with: korpair train --resume {output_dir}"
-        )
+        if resumable:
+            message = (f"training interrupted at step {step}; a resumable checkpoint is in "
+                       f"{output_dir}/checkpoints/. Continue with: korpair train --resume {output_dir}")
+        else:
+            message = "training stopped by a signal before its first step; nothing to resume: start it again"
+        super().__init__(message)

@@ -13,11 +13,13 @@ interrupted-and-resumed run ends where an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -50,21 +52,35 @@ class ResumeCallback(L.Callback):
         self._signal: int | None = None
         self._previous: dict[int, object] = {}
         self._restore: dict | None = None
+        self._launcher = None
 
     # ---- signals
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
+        self._launcher = trainer.strategy.launcher
+        self._install()
+
+    def _install(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._signal is not None:
+            return  # handlers can only be set from the main thread; after a signal, Ctrl+C aborts
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._on_signal)
+            if signal.getsignal(sig) != self._on_signal:
+                self._previous.setdefault(sig, signal.signal(sig, self._on_signal))
 
     def _on_signal(self, signum: int, frame) -> None:
+        if self._signal is None and self._launcher is not None and hasattr(self._launcher, "kill"):
+            self._launcher.kill(signum)  # ranks that Lightning started as child processes stop too
         self._signal = signum
         log.warning("received %s: saving a checkpoint after this batch (press Ctrl+C again to abort)",
                     signal.Signals(signum).name)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C aborts at once
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._uninstall()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._uninstall()  # Lightning skips teardown hooks after an exception
+
+    def _uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
@@ -75,7 +91,8 @@ class ResumeCallback(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.batches_done = batch_idx + 1
-        if self._signal is not None:
+        # every rank stops after the same batch, even if the signal reached them a batch apart
+        if trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False):
             path = self.output_dir / "checkpoints" / INTERRUPTED
             save_checkpoint_atomic(trainer, path)
             raise TrainingInterrupted(self.output_dir, trainer.global_step)
@@ -87,6 +104,10 @@ class ResumeCallback(L.Callback):
         self._restore = state
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning installs its own SIGTERM handler after on_fit_start; during validation it turns
+        # SIGTERM into an exit with status 0 and no checkpoint. Ours goes back on top: validation
+        # finishes, and the checkpoint is written after the next training batch.
+        self._install()
         # Runs after Lightning restored the checkpoint and before the first batch is drawn.
         if self._restore is None:
             return
@@ -100,6 +121,22 @@ class ResumeCallback(L.Callback):
             self.batches_done = done
         restore_rng(state["rng"])
         log.info("resumed at step %d (epoch %d, batch %d)", trainer.global_step, trainer.current_epoch, done)
+
+
+@contextlib.contextmanager
+def signal_handlers_kept() -> Iterator[None]:
+    """Put SIGINT/SIGTERM handlers back as they were, however ``fit`` ended.
+
+    Lightning restores its own idea of them after an exception, later than the
+    callbacks' hooks run; in a notebook a stale handler would swallow Ctrl+C.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> None:

@@ -21,19 +21,31 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers import AutoTokenizer
 
 from korpair.atomic import write_dir, write_text
 from korpair.config import TrainConfig
 from korpair.corpora import load_splits
 from korpair.data import PairDataModule, encode_pairs_cached
-from korpair.errors import ModelFolderError, OutputExistsError
+from korpair.errors import ModelFolderError, OutputExistsError, TrainingInterrupted
 from korpair.model import build_model_and_tokenizer
 from korpair.plots import plot_training_curves
-from korpair.resume import INTERRUPTED, LAST, ResumeCallback, find_resume_checkpoint
+from korpair.resume import (
+    INTERRUPTED,
+    LAST,
+    ResumeCallback,
+    find_resume_checkpoint,
+    signal_handlers_kept,
+)
 from korpair.task import PairClassificationTask
 
 log = logging.getLogger(__name__)
@@ -102,7 +114,12 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
                  cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
     # weights_only: a checkpoint can carry no code; korpair's own state is tensors and plain types
     try:
-        trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        with signal_handlers_kept():
+            trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # Lightning's own SIGTERM exit (status 0), which it takes before our handler is back on top
+        # (the sanity-check validation): nothing was trained yet
+        raise TrainingInterrupted(out, trainer.global_step, resumable=False) from None
     except pickle.UnpicklingError as err:
         raise ModelFolderError(
             f"{ckpt_path}: refused: the checkpoint holds objects other than tensors and plain values, "
