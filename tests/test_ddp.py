@@ -36,3 +36,37 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert metrics["global_step"] == 2 * 7
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("model")) == ["model"]
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_sigterm_stops_every_rank_after_the_same_batch(tmp_path):
+    """SIGTERM to the main process: Lightning's child rank is signalled too, both stop together."""
+    import signal
+    import time
+
+    import torch
+
+    rows = generate_pair_task(600, seed=11)
+    for name, part in (("train", rows[:450]), ("validation", rows[450:])):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "korpair", "train", "sample", "-o", str(out),
+           "--train-file", str(tmp_path / "train.jsonl"), "--validation-file", str(tmp_path / "validation.jsonl"),
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "30"]
+    for item in ("model.vocab_size=1000", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+                 "model.intermediate_size=64", "trainer.progress_bar=false", f"data.cache_dir={tmp_path / 'cache'}",
+                 "trainer.log_every_n_steps=2"):
+        cmd += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not (out / "logs" / "metrics.csv").exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)  # a rank left waiting in a collective would hang here
+    assert proc.returncode == 130, output[-3000:]
+    state = torch.load(out / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    assert 0 < state["global_step"] < 30 * 7
+    assert not (out / "model").exists()
