@@ -10,21 +10,26 @@ import sys
 from korpair.sample import generate_pair_task
 
 
-def test_two_process_ddp_on_cpu(tmp_path):
+def ddp_train_command(tmp_path, epochs: int, *settings: str) -> tuple[list[str], dict, list[dict]]:
+    """``korpair train`` on 2 CPU processes (gloo) over a generated pair task; returns cmd, env, validation rows."""
     rows = generate_pair_task(600, seed=11)
     train, validation = rows[:450], rows[450:]  # 150 validation pairs: not a multiple of 2 x 64
     for name, part in (("train", train), ("validation", validation)):
         (tmp_path / f"{name}.jsonl").write_text(
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "korpair", "train", "sample", "-o", str(out),
+    cmd = [sys.executable, "-m", "korpair", "train", "sample", "-o", str(tmp_path / "run"),
            "--train-file", str(tmp_path / "train.jsonl"), "--validation-file", str(tmp_path / "validation.jsonl"),
-           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "2"]
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", str(epochs)]
     for item in ("model.vocab_size=1000", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
                  "model.intermediate_size=64", "trainer.progress_bar=false", f"data.cache_dir={tmp_path / 'cache'}",
-                 "data.eval_batch_size=64"):
+                 *settings):
         cmd += ["--set", item]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return cmd, {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}, validation
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    cmd, env, validation = ddp_train_command(tmp_path, 2, "data.eval_batch_size=64")
+    out = tmp_path / "run"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -45,19 +50,8 @@ def test_sigterm_stops_every_rank_after_the_same_batch(tmp_path):
 
     import torch
 
-    rows = generate_pair_task(600, seed=11)
-    for name, part in (("train", rows[:450]), ("validation", rows[450:])):
-        (tmp_path / f"{name}.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+    cmd, env, _ = ddp_train_command(tmp_path, 30, "trainer.log_every_n_steps=2")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "korpair", "train", "sample", "-o", str(out),
-           "--train-file", str(tmp_path / "train.jsonl"), "--validation-file", str(tmp_path / "validation.jsonl"),
-           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "30"]
-    for item in ("model.vocab_size=1000", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
-                 "model.intermediate_size=64", "trainer.progress_bar=false", f"data.cache_dir={tmp_path / 'cache'}",
-                 "trainer.log_every_n_steps=2"):
-        cmd += ["--set", item]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 300
     while not (out / "logs" / "metrics.csv").exists():

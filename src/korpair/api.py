@@ -19,7 +19,8 @@ from korpair.config import CorpusConfig, TrainConfig
 from korpair.corpora import Pair, iter_pairs, read_pairs, read_split
 from korpair.errors import ConfigError
 from korpair.evaluation import EvalReport, evaluate_pairs
-from korpair.inference import PRECISIONS, Prediction, Predictor
+from korpair.inference import Prediction, Predictor
+from korpair.onnx import export_onnx, load_predictor
 from korpair.resume import find_resume_checkpoint
 from korpair.training import CONFIG_NAME, TrainResult, fit
 
@@ -44,31 +45,8 @@ def load_config(config: str | Path | TrainConfig | dict | None, overrides: Seque
     return TrainConfig.from_file(config, list(overrides))
 
 
-def load_predictor(model_dir: str | Path, *, device: str | None = None, precision: str = "32",
-                   trust_remote_code: bool = False) -> Predictor:
-    """A ``Predictor`` for a model folder; an exported ONNX folder (``model.onnx``) runs on ONNX Runtime.
-
-    ``precision="bf16"`` runs a PyTorch model under bf16 autocast: about 2x the
-    pairs/s on a CPU with AVX512-BF16 or AMX and on recent GPUs, with scores
-    within about 1e-2 of fp32.
-    """
-    if (Path(model_dir) / "model.onnx").is_file():
-        if precision not in ("32", "32-true"):
-            raise ConfigError(f"{model_dir}: an ONNX model runs as exported; --precision applies to PyTorch "
-                              "model folders (export with --quantize int8 for a faster ONNX model)")
-        from korpair.onnx import OnnxPredictor
-
-        return OnnxPredictor.from_pretrained(model_dir)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r}: expected 32 or bf16")
-    return Predictor.from_pretrained(model_dir, device=device, precision=precision,
-                                     trust_remote_code=trust_remote_code)
-
-
 def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize: bool = False) -> Path:
     """Export a model folder to ONNX (optionally int8-quantized) for ``predict``, ``evaluate`` and ``serve``."""
-    from korpair.onnx import export_onnx
-
     return export_onnx(model_dir, output_dir, quantize=quantize)
 
 

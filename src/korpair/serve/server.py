@@ -119,21 +119,9 @@ def _load(model_dir: str | Path | Classifier, device: str | None, precision: str
     if isinstance(model_dir, Classifier):
         return model_dir
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
-    if (Path(model_dir) / "model.onnx").is_file():  # a folder written by `korpair export`
-        if precision not in ("32", "32-true"):
-            raise ConfigError(f"{model_dir}: an ONNX model runs as exported; --precision applies to PyTorch "
-                              "model folders (export with --quantize int8 for a faster ONNX model)")
-        from korpair.onnx import OnnxPredictor
+    from korpair.onnx import load_predictor
 
-        predictor = OnnxPredictor.from_pretrained(model_dir)
-        log.info("loaded %s on ONNX Runtime (labels: %s)", model_dir, ", ".join(predictor.labels))
-        return predictor
-    from korpair.inference import Predictor
-
-    predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision)
-    log.info("loaded %s on %s, precision %s (labels: %s)", model_dir, predictor.device, precision,
-             ", ".join(predictor.labels))
-    return predictor
+    return load_predictor(model_dir, device=device, precision=precision)
 
 
 def _listen(host: str, port: int) -> socket.socket:
