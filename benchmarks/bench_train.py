@@ -38,8 +38,8 @@ transformers.pipeline("text-classification")), and the agreement of ONNX fp32
 and int8 predictions with PyTorch on the 3000 dev pairs, with a W1 model
 trained here.
 
-    python benchmarks/bench_train.py             # everything, about 15-20 minutes on 2 cores
-    python benchmarks/bench_train.py --quick     # fewer steps and pairs, one repeat: under 3 minutes
+    python benchmarks/bench_train.py             # everything, about 25 minutes on 2 cores
+    python benchmarks/bench_train.py --quick     # fewer steps and pairs, one repeat: about 3 minutes
     python benchmarks/bench_train.py --workloads W2 --repeats 3 --w2-steps 40
 
 Writes benchmarks/results/train.json, train.md and train_profile.txt.
