@@ -1,7 +1,7 @@
 """Large corpora: peak RSS and encoding speed at 10k, 100k and 1M pairs, streamed and list-based.
 
 A JSONL corpus of 1M unique Korean NLI pairs is generated once with
-``korpair.sample.generate_nli_pairs`` (about 2 CPU minutes; reused from --data-dir
+``tools.sample_corpus.generate_nli_pairs`` (about 2 CPU minutes; reused from --data-dir
 after that); the 10k and 100k files are its first lines, which is what
 ``generate_nli_pairs`` gives for those sizes. The tokenizer is the
 from-scratch WordPiece tokenizer of the ``sample`` preset (vocabulary 8000),
@@ -49,8 +49,9 @@ CHILD = r"""
 import itertools, json, resource, sys, tempfile, time
 from pathlib import Path
 from transformers import PreTrainedTokenizerFast
-from korpair.corpora import NLI_LABELS, LabelMap, iter_pairs, read_pairs, sha256_file
-from korpair.data import EncodedPairs, encode_pairs, encode_pairs_cached
+from korpair.corpora import iter_pairs, read_pairs, sha256_file
+from korpair.types import NLI_LABELS, LabelMap
+from korpair.features import EncodedPairs, encode_pairs, encode_pairs_cached
 
 mode, tok_dir, path, cache_dir, n = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
 labels = LabelMap(NLI_LABELS)
@@ -82,7 +83,7 @@ print(json.dumps({"pairs": len(feats) if feats is not None else 0, "wall_s": wal
 
 def make_corpora(folder: Path, sizes: list[int], seed: int) -> dict[int, Path]:
     """One JSONL file per size, reused when present: the largest generated, the others its first lines."""
-    from korpair.sample import generate_nli_pairs
+    from tools.sample_corpus import generate_nli_pairs
 
     paths = {n: folder / f"nli-{n}-seed{seed}.jsonl" for n in sizes}
     biggest = paths[max(sizes)]
@@ -101,7 +102,7 @@ def make_corpora(folder: Path, sizes: list[int], seed: int) -> dict[int, Path]:
 
 
 def make_tokenizer(corpus: Path, folder: Path) -> None:
-    from korpair.model import train_wordpiece_tokenizer
+    from korpair.training.model import train_wordpiece_tokenizer
 
     with open(corpus, encoding="utf-8") as fh:  # the first 10k pairs, as a from-scratch run of 10k would
         rows = [json.loads(line) for _, line in zip(range(10_000), fh)]
@@ -138,7 +139,7 @@ def write_report(info: dict, rows: list[dict], corpora: dict[int, Path], files: 
         f"torch {info['torch']}, transformers {info['transformers']}, tokenizers {info['tokenizers']}, "
         f"numpy {info['numpy']}.",
         "",
-        "Corpus: unique Korean NLI pairs from `korpair.sample.generate_nli_pairs` (JSONL, ~200 bytes a "
+        "Corpus: unique Korean NLI pairs from `tools.sample_corpus.generate_nli_pairs` (JSONL, ~200 bytes a "
         "pair); from-scratch WordPiece tokenizer (vocabulary 8000), `max_length=64` (pairs average ~20 "
         "tokens). Each cell is a fresh interpreter that imports torch, lightning and transformers and "
         f"loads the tokenizer: that alone peaks at **{idle} MiB** (`idle`). `over idle` is what encoding "

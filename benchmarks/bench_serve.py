@@ -53,9 +53,9 @@ def build_models(root: Path) -> dict[str, Path]:
     from transformers import BertConfig, BertForSequenceClassification
 
     from korpair.config import ModelConfig
-    from korpair.corpora import LabelMap
-    from korpair.model import build_model_and_tokenizer
-    from korpair.training import export_model
+    from korpair.training.export import export_model
+    from korpair.training.model import build_model_and_tokenizer
+    from korpair.types import LabelMap
 
     torch.manual_seed(0)
     label_map = LabelMap(LABELS)

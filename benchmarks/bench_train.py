@@ -104,7 +104,7 @@ def worker_prepare(spec: dict) -> dict:
     from transformers import BertConfig, BertForSequenceClassification
 
     from korpair.corpora import read_pairs
-    from korpair.model import train_wordpiece_tokenizer
+    from korpair.training.model import train_wordpiece_tokenizer
 
     root = Path(spec["root"])
     pairs = read_pairs(spec["data"])
@@ -142,7 +142,6 @@ def worker_prepare(spec: dict) -> dict:
 
 def worker_peak(spec: dict) -> dict:
     import torch
-
     from bench_common import matmul_peak_gflops
 
     return {"fp32": matmul_peak_gflops(torch.float32, spec["seconds"]),
@@ -157,8 +156,9 @@ def worker_encode(spec: dict) -> dict:
     from transformers import AutoTokenizer
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
-    from korpair.corpora import LabelMap, read_pairs
-    from korpair.data import encode_pairs, encode_pairs_cached
+    from korpair.corpora import read_pairs
+    from korpair.features import encode_pairs, encode_pairs_cached
+    from korpair.types import LabelMap
 
     datasets.disable_progress_bars()
     root = Path(spec["root"])
@@ -274,17 +274,19 @@ class _BatchLog:
 
 
 def worker_train_korpair(spec: dict) -> dict:
-    """korpair's training path, as ``korpair.training.fit`` runs it, minus checkpoint files and exports."""
+    """korpair's training path, as ``korpair.training.run`` runs it, minus checkpoint files and exports."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from korpair.config import TrainConfig
     from korpair.corpora import load_splits
-    from korpair.data import PairDataModule, encode_pairs_cached
-    from korpair.model import build_model_and_tokenizer
-    from korpair.task import PairClassificationTask
-    from korpair.training import build_trainer, export_model, resolve_precision
+    from korpair.features import PairDataModule, encode_pairs_cached
+    from korpair.hardware import resolve_precision
+    from korpair.training.export import export_model
+    from korpair.training.model import build_model_and_tokenizer
+    from korpair.training.task import PairClassificationTask
+    from korpair.training.trainer import build_trainer
 
     root, wl = Path(spec["root"]), WORKLOADS[spec["workload"]]
     out = Path(tempfile.mkdtemp(dir=root, prefix=f"korpair-{spec['workload']}-"))
@@ -425,7 +427,7 @@ def profile_summary(prof, steps: int) -> dict:
 
 def worker_export(spec: dict) -> dict:
     """ONNX fp32 and int8 folders of a model, and how long each export took."""
-    from korpair.onnx import export_onnx
+    from korpair.inference.onnx import export_onnx
 
     model_dir = Path(spec["model_dir"])
     times = {}
@@ -442,7 +444,7 @@ def worker_infer(spec: dict) -> dict:
 
     from korpair.corpora import read_pairs
     from korpair.inference import Predictor
-    from korpair.onnx import OnnxPredictor
+    from korpair.inference.onnx import OnnxPredictor
 
     root = Path(spec["root"])
     model_dir = root / "W2" / "init"
@@ -485,7 +487,7 @@ def worker_agreement(spec: dict) -> dict:
 
     from korpair.corpora import read_pairs
     from korpair.inference import Predictor
-    from korpair.onnx import OnnxPredictor
+    from korpair.inference.onnx import OnnxPredictor
 
     model_dir = Path(spec["model_dir"])
     pairs = read_pairs(Path(spec["root"]) / "all.jsonl")

@@ -54,9 +54,9 @@ def build_tiny_model(folder: Path) -> Path:
     import torch
 
     from korpair.config import ModelConfig
-    from korpair.corpora import LabelMap
-    from korpair.model import build_model_and_tokenizer
-    from korpair.training import export_model
+    from korpair.training.export import export_model
+    from korpair.training.model import build_model_and_tokenizer
+    from korpair.types import LabelMap
 
     torch.manual_seed(0)
     cfg = ModelConfig(from_scratch=True, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2,

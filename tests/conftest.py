@@ -27,9 +27,9 @@ def build_tiny_classifier(folder: Path, labels=("entailment", "neutral", "contra
     import torch
 
     from korpair.config import ModelConfig
-    from korpair.corpora import LabelMap
-    from korpair.model import build_model_and_tokenizer
-    from korpair.training import export_model
+    from korpair.training.export import export_model
+    from korpair.training.model import build_model_and_tokenizer
+    from korpair.types import LabelMap
 
     torch.manual_seed(seed)
     cfg = ModelConfig(from_scratch=True, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2,
@@ -62,7 +62,7 @@ TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=6
 @pytest.fixture(scope="session")
 def pair_task_files(tmp_path_factory):
     """A generated task where the label is a function of the pair: same / negated / unrelated sentence."""
-    from korpair.sample import generate_pair_task
+    from tools.sample_corpus import generate_pair_task
 
     folder = tmp_path_factory.mktemp("pairtask")
     rows = generate_pair_task(3000, seed=3)

@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
 from korpair.cli import app

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from korpair.api import load_config, presets
-from korpair.config import TrainConfig
+from korpair.config import TrainConfig, load_config, presets
 from korpair.errors import ConfigError
 
 
@@ -62,15 +61,13 @@ def test_unknown_preset():
 
 
 def test_readme_config_reference_is_current():
-    import importlib.util
     from pathlib import Path
 
+    from tools.config_reference import reference
+
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("ref", root / "scripts" / "config_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.reference() in (root / "README.md").read_text(encoding="utf-8"), \
-        "README config table is stale: run scripts/config_reference.py and paste its output"
+    assert reference() in (root / "README.md").read_text(encoding="utf-8"), \
+        "README config table is stale: run python -m tools.config_reference and paste its output"
 
 
 def test_precision_32_may_be_written_as_a_number():

@@ -7,19 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from korpair.config import CorpusConfig
-from korpair.corpora import (
-    NLI_LABELS,
-    LabelMap,
-    fetch_corpus,
-    load_splits,
-    read_pairs,
-    read_split,
-)
+from korpair.corpora import fetch_corpus, load_splits, read_pairs, read_split
 from korpair.errors import CorpusError, DownloadError
-
-from conftest import SHARED_DATA
+from korpair.types import NLI_LABELS, LabelMap
 
 ROWS = [
     {"premise": "비가 온다", "hypothesis": "날씨가 맑다", "label": "contradiction"},

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from korpair.corpora import NLI_LABELS, LabelMap, Pair
-from korpair.data import (
-    LengthGroupedBatchSampler,
-    PairCollator,
-    encode_pairs,
-    encode_pairs_cached,
-)
-from korpair.model import train_wordpiece_tokenizer
-
 from conftest import KOREAN_TEXTS
+
+from korpair.features import LengthGroupedBatchSampler, PairCollator, encode_pairs, encode_pairs_cached
+from korpair.training.model import train_wordpiece_tokenizer
+from korpair.types import NLI_LABELS, LabelMap, Pair
 
 LABELS = LabelMap(NLI_LABELS)
 
@@ -46,7 +40,7 @@ def test_pair_encoding_matches_tokenizer_and_truncates(tokenizer):
 
 
 def test_cache_hits_and_misses(tokenizer, tmp_path, monkeypatch):
-    import korpair.data as data
+    import korpair.features.encode as data
 
     calls = []
     real = data.encode_pairs
@@ -131,9 +125,9 @@ def test_processes_encoding_the_same_data_encode_it_once(tmp_path):
 
     script = f"""
 import sys, time
-import korpair.data as data
-from korpair.corpora import NLI_LABELS, LabelMap, Pair
-from korpair.model import train_wordpiece_tokenizer
+import korpair.features.cache as data
+from korpair.types import NLI_LABELS, LabelMap, Pair
+from korpair.training.model import train_wordpiece_tokenizer
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from conftest import KOREAN_TEXTS
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from korpair.sample import generate_pair_task
+from tools.sample_corpus import generate_pair_task
 
 
 def ddp_train_command(tmp_path, epochs: int, *settings: str) -> tuple[list[str], dict, list[dict]]:

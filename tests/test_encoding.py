@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import KOREAN_TEXTS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-import korpair.data as data
-from korpair.corpora import Pair
-from korpair.data import encode_pairs
-from korpair.model import train_wordpiece_tokenizer
-
-from conftest import KOREAN_TEXTS
+import korpair.features.encode as data
+from korpair.features import encode_pairs
+from korpair.training.model import train_wordpiece_tokenizer
+from korpair.types import Pair
 
 
 def reference(tokenizer, pairs, max_length):

@@ -17,10 +17,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-
-pytest.importorskip("accelerate", reason="the Hugging Face Trainer needs accelerate")
-
-from transformers import (  # noqa: E402
+from transformers import (
     BertConfig,
     BertForSequenceClassification,
     DataCollatorWithPadding,
@@ -29,12 +26,12 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from korpair.config import OptimConfig  # noqa: E402
-from korpair.corpora import LabelMap, Pair  # noqa: E402
-from korpair.data import LengthGroupedBatchSampler, PairCollator, encode_pairs  # noqa: E402
-from korpair.model import train_wordpiece_tokenizer  # noqa: E402
-from korpair.sample import LABELS, generate_pair_task  # noqa: E402
-from korpair.task import PairClassificationTask  # noqa: E402
+from korpair.config import OptimConfig
+from korpair.features import LengthGroupedBatchSampler, PairCollator, encode_pairs
+from korpair.training.model import train_wordpiece_tokenizer
+from korpair.training.task import PairClassificationTask
+from korpair.types import LabelMap, Pair
+from tools.sample_corpus import LABELS, generate_pair_task
 
 STEPS, BATCH, MAX_LENGTH, PAD_MULTIPLE = 50, 16, 64, 8
 OPTIM = OptimConfig(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8, scheduler="linear",

@@ -17,14 +17,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from korpair.corpora import FORMATS, Pair, iter_pairs, read_pairs
+from korpair.corpora import FORMATS, iter_pairs, read_pairs
 from korpair.errors import CorpusError
-
-from conftest import SHARED_DATA
+from korpair.types import Pair
 
 # A generous deadline: other jobs share this machine's 2 cores, and a real hang blows through any deadline.
 # The examples per property keep the whole file well under 40 s.

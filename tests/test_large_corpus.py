@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from korpair.corpora import NLI_LABELS, LabelMap, Pair, iter_pairs, read_pairs
-from korpair.data import ENCODE_CHUNK, EncodedPairs, encode_pairs, encode_pairs_cached
+from korpair.corpora import iter_pairs, read_pairs
 from korpair.errors import CorpusError
-from korpair.model import train_wordpiece_tokenizer
-from korpair.sample import generate_nli_pairs
+from korpair.features import EncodedPairs, encode_pairs, encode_pairs_cached
+from korpair.features.encode import ENCODE_CHUNK
+from korpair.training.model import train_wordpiece_tokenizer
+from korpair.types import NLI_LABELS, LabelMap, Pair
+from tools.sample_corpus import generate_nli_pairs
 
 LABELS = LabelMap(NLI_LABELS)
 BIG = 200_000
@@ -35,8 +37,9 @@ MiB = 1024 * 1024
 CHILD = r"""
 import hashlib, itertools, json, sys, time
 from transformers import PreTrainedTokenizerFast
-from korpair.corpora import NLI_LABELS, LabelMap, iter_pairs
-from korpair.data import encode_pairs_cached
+from korpair.corpora import iter_pairs
+from korpair.types import NLI_LABELS, LabelMap
+from korpair.features import encode_pairs_cached
 
 tok_dir, path, cache_dir, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
@@ -156,7 +159,7 @@ def test_200k_pairs_stream_in_bounded_memory(big_corpus, tokenizer, tmp_path):
 
 
 def test_stream_equals_list_encoding_and_shares_its_cache_entry(tokenizer, base_pairs, tmp_path, monkeypatch):
-    import korpair.data as data
+    import korpair.features.encode as data
 
     pairs = as_pairs(unique_pairs(2 * ENCODE_CHUNK + 100, base_pairs))
     calls = []

@@ -11,13 +11,14 @@ from fastapi.testclient import TestClient
 
 pytest.importorskip("onnxruntime")
 
-from korpair import onnx as korpair_onnx  # noqa: E402
 from korpair.config import CorpusConfig  # noqa: E402
-from korpair.corpora import Pair, read_pairs, read_split  # noqa: E402
+from korpair.corpora import read_pairs, read_split  # noqa: E402
 from korpair.errors import ConfigError, ModelFolderError  # noqa: E402
 from korpair.inference import Predictor  # noqa: E402
-from korpair.onnx import OnnxPredictor, export_onnx  # noqa: E402
+from korpair.inference import onnx as korpair_onnx  # noqa: E402
+from korpair.inference.onnx import OnnxPredictor, export_onnx  # noqa: E402
 from korpair.serve import create_app  # noqa: E402
+from korpair.types import Pair  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from korpair.errors import (
     OutputExistsError,
     TrainingInterrupted,
 )
-from korpair.sample import generate_pair_task
+from tools.sample_corpus import generate_pair_task
 
 TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
         "model.num_heads=2", "model.intermediate_size=128", "model.dropout=0.1", "trainer.progress_bar=false",
@@ -95,7 +95,7 @@ def test_crash_during_save_keeps_previous_model(tiny_model_dir, tmp_path, monkey
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from korpair.training import export_model
+    from korpair.training.export import export_model
 
     target = tmp_path / "model"
     shutil.copytree(tiny_model_dir, target)
@@ -139,7 +139,7 @@ def test_overwrite_keeps_old_model_until_new_one_is_ready(data, tmp_path, monkey
     with pytest.raises(OutputExistsError):
         api.train(None, [*data, f"trainer.output_dir={out}"])
 
-    import korpair.training as training
+    import korpair.training.run as training
 
     def fail(*a, **k):
         raise RuntimeError("crashed mid-training")
@@ -165,7 +165,7 @@ class _SignalDuring(L.Callback):
 @pytest.mark.parametrize("sanity", [False, True])
 def test_sigterm_during_validation_is_not_lost(data, tmp_path, monkeypatch, sanity):
     """Lightning turns a SIGTERM during validation into an exit with status 0 and no checkpoint."""
-    import korpair.training as training
+    import korpair.training.run as training
 
     real = training.build_trainer
 

@@ -1,4 +1,4 @@
-"""The embedded sample corpus and its generator (korpair.sample)."""
+"""The embedded sample corpus and its generator (tools.sample_corpus)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from korpair.sample import LABELS, generate_nli_pairs, generate_pair_task, write_sample_corpus
+from tools.sample_corpus import LABELS, generate_nli_pairs, generate_pair_task, write_sample_corpus
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "korpair" / "resources" / "sample_nli"
 SPLITS = ("train", "validation", "test")

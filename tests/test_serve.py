@@ -492,7 +492,7 @@ def test_one_bad_request_does_not_fail_the_requests_merged_with_it():
 
 
 def test_stopping_the_batcher_fails_waiting_requests():
-    from korpair.corpora import Pair
+    from korpair.types import Pair
 
     async def scenario():
         batcher = MicroBatcher(FakeClassifier(), max_batch_size=10, max_wait_ms=10_000)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LEARN, task_overrides
 
 from korpair import api
 from korpair.errors import OutputExistsError
 from korpair.inference import Predictor
 
-from conftest import LEARN, task_overrides
 
 def logged(out: Path, column_prefix: str) -> dict[int, float]:
     with open(out / "logs" / "metrics.csv", newline="") as fh:
@@ -75,7 +75,8 @@ def test_outputs_are_a_plain_hf_folder(trained_run):
 def test_save_load_identical_and_transformers_pipeline_agrees(trained_run):
     from transformers import pipeline
 
-    from korpair.corpora import CorpusConfig, read_split
+    from korpair.config import CorpusConfig
+    from korpair.corpora import read_split
 
     pairs = read_split(CorpusConfig(name="sample"), "test")[:40]
     a = Predictor.from_pretrained(trained_run.model_dir).predict(pairs)
@@ -114,7 +115,7 @@ def test_output_folder_is_not_mixed(trained_run):
     ({"avx512_bf16": False, "amx_bf16": False, "avx2": True}, "32-true"),
 ])
 def test_auto_precision_follows_the_cpu(monkeypatch, caps, expected):
-    from korpair.training import resolve_precision
+    from korpair.hardware import resolve_precision
 
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
     assert resolve_precision("auto", "cpu")[0] == expected
@@ -128,7 +129,7 @@ def test_auto_padding_multiple_is_off_on_cpu_and_8_on_gpu():
     from types import SimpleNamespace
 
     from korpair.config import DataConfig
-    from korpair.data import PairDataModule
+    from korpair.features import PairDataModule
 
     def module(device: str, multiple="auto"):
         data = PairDataModule(None, None, DataConfig(pad_to_multiple_of=multiple), pad_id=0)

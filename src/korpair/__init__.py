@@ -1,8 +1,10 @@
 """korpair: fine-tune, evaluate and serve Korean sentence-pair classifiers.
 
->>> import korpair
->>> result = korpair.train("sample")
->>> korpair.Predictor.from_pretrained(result.model_dir).predict([("비가 온다", "날씨가 맑다")])
+Example::
+
+    import korpair
+    result = korpair.train("sample")
+    korpair.Predictor.from_pretrained(result.model_dir).predict([("비가 온다", "날씨가 맑다")])
 """
 
 from korpair.version import __version__
@@ -16,10 +18,14 @@ def __getattr__(name: str):
         from korpair import api
 
         return getattr(api, name)
-    if name in ("Predictor", "Prediction"):
-        from korpair import inference
+    if name == "Predictor":
+        from korpair.inference import Predictor
 
-        return getattr(inference, name)
+        return Predictor
+    if name == "Prediction":
+        from korpair.types import Prediction
+
+        return Prediction
     if name == "TrainConfig":
         from korpair.config import TrainConfig
 

@@ -1,9 +1,11 @@
 """The Python API that notebooks and the CLI share.
 
->>> import korpair
->>> result = korpair.train("sample")                       # a preset, a YAML path or a TrainConfig
->>> report = korpair.evaluate(result.model_dir, corpus="sample", split="test")
->>> report.metrics["accuracy"], report.output_dir
+Example::
+
+    import korpair
+    result = korpair.train("sample")                       # a preset, a YAML path or a TrainConfig
+    report = korpair.evaluate(result.model_dir, corpus="sample", split="test")
+    report.metrics["accuracy"], report.output_dir
 """
 
 from __future__ import annotations
@@ -11,38 +13,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from korpair.atomic import open_atomic
-from korpair.config import CorpusConfig, TrainConfig
-from korpair.corpora import Pair, iter_pairs, read_pairs, read_split
+from korpair.config import RUN_CONFIG_NAME, CorpusConfig, TrainConfig, load_config
+from korpair.corpora import iter_pairs, read_pairs, read_split
 from korpair.errors import ConfigError
-from korpair.evaluation import EvalReport, evaluate_pairs
-from korpair.inference import Prediction, Predictor
-from korpair.onnx import export_onnx, load_predictor
-from korpair.resume import find_resume_checkpoint
-from korpair.training import CONFIG_NAME, TrainResult, fit
-
-
-def presets() -> dict[str, Path]:
-    """Named configs shipped with korpair (``korpair train sample``)."""
-    folder = Path(str(resources.files("korpair") / "presets"))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
-
-
-def load_config(config: str | Path | TrainConfig | dict | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """A ``TrainConfig`` from a preset name, a YAML/JSON path, a dict or a config."""
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
-    if isinstance(config, TrainConfig):
-        return config.with_overrides(list(overrides))
-    if config is not None and not Path(config).exists():
-        known = presets()
-        if str(config) not in known:
-            raise ConfigError(f"{config}: no such config file or preset (presets: {', '.join(known)})")
-        config = known[str(config)]
-    return TrainConfig.from_file(config, list(overrides))
+from korpair.inference import EvalReport, Predictor, evaluate_pairs
+from korpair.inference.onnx import export_onnx, load_predictor
+from korpair.training import TrainResult, fit
+from korpair.training.resume import find_resume_checkpoint
+from korpair.types import Pair, Prediction
 
 
 def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize: bool = False) -> Path:
@@ -60,9 +41,9 @@ def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: 
     """
     if resume is not None and str(resume) != "auto":
         run_dir = Path(resume)
-        saved = run_dir / CONFIG_NAME
+        saved = run_dir / RUN_CONFIG_NAME
         if not saved.is_file():
-            raise ConfigError(f"{run_dir}: not a korpair run folder (no {CONFIG_NAME}); nothing to resume")
+            raise ConfigError(f"{run_dir}: not a korpair run folder (no {RUN_CONFIG_NAME}); nothing to resume")
         cfg = TrainConfig.from_file(saved, [*overrides, f"trainer.output_dir={run_dir}"])
         return fit(cfg, resume=True)
     cfg = load_config(config, overrides)

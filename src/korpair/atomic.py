@@ -4,9 +4,11 @@ Everything is written under a temporary name in the same folder, flushed to
 disk, then renamed over the target: readers see the old version or the new
 one, never a mix.
 
->>> write_text(Path("runs/x/metrics.json"), json.dumps({"accuracy": 0.9}))
->>> with open_atomic(Path("preds.jsonl")) as fh:
-...     fh.write("...")
+Example::
+
+    write_text(Path("runs/x/metrics.json"), json.dumps({"accuracy": 0.9}))
+    with open_atomic(Path("preds.jsonl")) as fh:
+        fh.write("...")
 """
 
 from __future__ import annotations

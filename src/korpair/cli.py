@@ -20,8 +20,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from korpair.version import __version__
 from korpair.errors import KorpairError, TrainingInterrupted
+from korpair.version import __version__
 
 app = typer.Typer(
     name="korpair", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -95,7 +95,8 @@ Override = Annotated[list[str], typer.Option("--set", "-s", metavar="KEY=VALUE",
 
 @app.command()
 def train(
-    config: Annotated[str, typer.Argument(help="a preset name (sample, kcbert-klue-nli, ...) or a YAML/JSON config file")] = "sample",
+    config: Annotated[str, typer.Argument(
+        help="a preset name (sample, kcbert-klue-nli, ...) or a YAML/JSON config file")] = "sample",
     set_: Override = [],
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="where the run goes")] = None,
     corpus: Annotated[Optional[str], typer.Option(help="sample, klue-nli, kornli or files")] = None,
@@ -219,10 +220,11 @@ def predict(
 @app.command()
 def serve(
     model_dir: Annotated[Path, typer.Argument(help="model folder saved by korpair (or any HF classifier)")],
-    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 lets other machines in (no auth)")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="address to listen on; 0.0.0.0 lets other machines in (no auth)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one")] = 8000,
-    max_batch_size: Annotated[Optional[int], typer.Option(help="pairs per model call, gathered from concurrent requests",
-                                                          show_default="32")] = None,
+    max_batch_size: Annotated[Optional[int], typer.Option(
+        help="pairs per model call, gathered from concurrent requests", show_default="32")] = None,
     max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a request may wait for others to batch with",
                                                          show_default="5")] = None,
     batching: Annotated[bool, typer.Option("--batching/--no-batching",

@@ -5,14 +5,18 @@ built in Python, read from a YAML/JSON file, and patched with ``key=value``
 overrides such as ``optim.lr=3e-5``. A misspelt key or an out-of-range value is
 a ``ConfigError`` that names the key.
 
->>> cfg = TrainConfig.from_file("configs/sample.yaml", overrides=["trainer.max_epochs=2"])
->>> cfg.trainer.max_epochs
-2
+Example::
+
+    cfg = TrainConfig.from_file("configs/sample.yaml", overrides=["trainer.max_epochs=2"])
+    cfg.trainer.max_epochs  # 2
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +24,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from korpair.errors import ConfigError
+
+# Saved in every run folder: the resolved config, read back by ``korpair train --resume``.
+RUN_CONFIG_NAME = "korpair_train.yaml"
+
+
+def korpair_home() -> Path:
+    """Where korpair keeps downloaded corpora and cached features: ``$KORPAIR_HOME`` or ``~/.cache/korpair``."""
+    return Path(os.environ.get("KORPAIR_HOME") or Path.home() / ".cache" / "korpair")
 
 
 class _Section(BaseModel):
@@ -266,3 +278,23 @@ def _explain(err: ValidationError, source: str) -> str:
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
+
+
+def presets() -> dict[str, Path]:
+    """Named configs shipped with korpair (``korpair train sample``)."""
+    folder = Path(str(resources.files("korpair") / "presets"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_config(config: str | Path | TrainConfig | dict | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A ``TrainConfig`` from a preset name, a YAML/JSON path, a dict or a config."""
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    if isinstance(config, TrainConfig):
+        return config.with_overrides(list(overrides))
+    if config is not None and not Path(config).exists():
+        known = presets()
+        if str(config) not in known:
+            raise ConfigError(f"{config}: no such config file or preset (presets: {', '.join(known)})")
+        config = known[str(config)]
+    return TrainConfig.from_file(config, list(overrides))

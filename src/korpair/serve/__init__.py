@@ -1,9 +1,11 @@
 """Serve a classifier over HTTP: a JSON API with micro-batching, offline API docs and a Korean demo page.
 
->>> from korpair.serve import run_server, serve_in_background, ServeLimits
->>> run_server("runs/sample/model", port=8000)                  # blocks; open http://127.0.0.1:8000/
->>> server = serve_in_background("runs/sample/model", port=0)   # notebooks: returns at once
->>> server.url, server.stop()
+Example::
+
+    from korpair.serve import run_server, serve_in_background, ServeLimits
+    run_server("runs/sample/model", port=8000)                  # blocks; open http://127.0.0.1:8000/
+    server = serve_in_background("runs/sample/model", port=0)   # notebooks: returns at once
+    server.url, server.stop()
 
 For tests or a custom server, build the app yourself: ``create_app(classifier, limits)``.
 Importing this package loads neither torch nor a model.

@@ -1,7 +1,9 @@
 """The HTTP app: ``create_app(classifier)`` returns a FastAPI app; nothing loads at import.
 
->>> app = create_app(Predictor.from_pretrained("runs/sample/model"), ServeLimits(max_pairs=16))
->>> uvicorn.run(app)          # or simply: korpair.serve.run_server("runs/sample/model")
+Example::
+
+    app = create_app(Predictor.from_pretrained("runs/sample/model"), ServeLimits(max_pairs=16))
+    uvicorn.run(app)          # or simply: korpair.serve.run_server("runs/sample/model")
 
 Endpoints:
 
@@ -45,9 +47,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from korpair.corpora import Pair
 from korpair.serve.batcher import BatcherClosed, Classifier, MicroBatcher, PredictionFailed
 from korpair.serve.limits import BodySizeLimit, ServeLimits
+from korpair.types import Pair
 from korpair.version import __version__
 
 log = logging.getLogger(__name__)
@@ -119,10 +121,12 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     The micro-batcher starts and stops with the app's lifespan, so run the app
     with a server (uvicorn) or ``with TestClient(app) as client:``.
 
-    >>> app = create_app(Predictor.from_pretrained("runs/sample/model"), ServeLimits(max_wait_ms=2))
-    >>> with TestClient(app) as client:
-    ...     client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"}).json()
-    {'label': 'contradiction', 'scores': {'entailment': 0.03, 'neutral': 0.06, 'contradiction': 0.91}}
+    Example::
+
+        app = create_app(Predictor.from_pretrained("runs/sample/model"), ServeLimits(max_wait_ms=2))
+        with TestClient(app) as client:
+            client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"}).json()
+        # {'label': 'contradiction', 'scores': {'entailment': 0.03, 'neutral': 0.06, 'contradiction': 0.91}}
     """
     limits = limits or ServeLimits()
     labels = list(classifier.labels)

@@ -10,11 +10,12 @@ With ``batching=False`` every request is predicted alone, still off the event
 loop. Either way a single worker thread calls the model, so calls never
 overlap: torch models are not safe to call from several threads at once.
 
->>> batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
->>> async with batcher.running():
-...     [p] = await batcher.predict([Pair("비가 온다", "날씨가 맑다")])
->>> p.label
-'contradiction'
+Example::
+
+    batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
+    async with batcher.running():
+        [p] = await batcher.predict([Pair("비가 온다", "날씨가 맑다")])
+    p.label  # 'contradiction'
 """
 
 from __future__ import annotations
@@ -23,35 +24,32 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from korpair.corpora import Pair
+from korpair.types import Pair, Prediction
 
 log = logging.getLogger(__name__)
-
-
-class PredictionLike(Protocol):
-    label: str
-    scores: Mapping[str, float]
 
 
 @runtime_checkable
 class Classifier(Protocol):
     """What the server needs from a model: ``korpair.Predictor`` fits, and so does a test fake.
 
-    >>> class Always:
-    ...     labels = ("yes", "no")
-    ...     def predict(self, pairs, batch_size=64):
-    ...         return [Prediction("yes", {"yes": 1.0, "no": 0.0}) for _ in pairs]
-    >>> create_app(Always())
+    Example::
+
+        class Always:
+            labels = ("yes", "no")
+            def predict(self, pairs, batch_size=64):
+                return [Prediction("yes", {"yes": 1.0, "no": 0.0}) for _ in pairs]
+        create_app(Always())
     """
 
     labels: Sequence[str]
 
-    def predict(self, pairs: Sequence[Pair], batch_size: int) -> Sequence[PredictionLike]: ...
+    def predict(self, pairs: Sequence[Pair], batch_size: int) -> Sequence[Prediction]: ...
 
 
 class BatcherClosed(RuntimeError):
@@ -72,9 +70,11 @@ class _Job:
 class MicroBatcher:
     """Queue of pending requests and the one worker that feeds them to the classifier.
 
-    >>> batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
-    >>> async with batcher.running():
-    ...     results = await asyncio.gather(*(batcher.predict([pair]) for pair in pairs))
+    Example::
+
+        batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
+        async with batcher.running():
+            results = await asyncio.gather(*(batcher.predict([pair]) for pair in pairs))
     """
 
     def __init__(self, classifier: Classifier, *, max_batch_size: int = 32, max_wait_ms: float = 5.0,
@@ -137,7 +137,7 @@ class MicroBatcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    async def predict(self, pairs: Sequence[Pair]) -> list[PredictionLike]:
+    async def predict(self, pairs: Sequence[Pair]) -> list[Prediction]:
         """Predictions for ``pairs``, in order, computed in some batch together with other requests."""
         if not self.is_running:
             raise BatcherClosed("the server is not running (starting up or shutting down)")
@@ -215,7 +215,7 @@ class MicroBatcher:
                 job.future.set_result(predictions[start:end])
             start = end
 
-    def _call_model(self, pairs: list[Pair]) -> list[PredictionLike]:
+    def _call_model(self, pairs: list[Pair]) -> list[Prediction]:
         predictions = list(self.classifier.predict(pairs, batch_size=self.max_batch_size))
         if len(predictions) != len(pairs):
             raise RuntimeError(f"classifier returned {len(predictions)} predictions for {len(pairs)} pairs")

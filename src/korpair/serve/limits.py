@@ -1,7 +1,9 @@
 """What a server accepts (``ServeLimits``) and the ASGI middleware that caps request bodies.
 
->>> limits = ServeLimits(max_text_chars=500, max_pairs=16, batching=False)
->>> app = create_app(predictor, limits)
+Example::
+
+    limits = ServeLimits(max_text_chars=500, max_pairs=16, batching=False)
+    app = create_app(predictor, limits)
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ class ServeLimits(BaseModel):
     def from_dict(cls, values: dict[str, Any], source: str = "serve limits") -> ServeLimits:
         """Validate user options; a bad one raises ``ConfigError`` naming it and what is allowed.
 
-        >>> ServeLimits.from_dict({"max_pairs": 0})
-        Traceback (most recent call last):
-        korpair.errors.ConfigError: serve limits: max_pairs: Input should be greater than or equal to 1 (got 0)
+        Example::
+
+            ServeLimits.from_dict({"max_pairs": 0})  # Traceback (most recent call last):
+            # korpair.errors.ConfigError: serve limits: max_pairs: Input should be greater than or equal to 1 (got 0)
         """
         try:
             return cls(**values)
@@ -69,7 +72,9 @@ class BodySizeLimit:
     the first chunk past the limit. ``too_large(max_body_bytes)`` makes the response;
     it says ``Connection: close``, so the unread rest of the body is not waited for.
 
-    >>> app.add_middleware(BodySizeLimit, max_body_bytes=1 << 20, too_large=lambda n: Response(status_code=413))
+    Example::
+
+        app.add_middleware(BodySizeLimit, max_body_bytes=1 << 20, too_large=lambda n: Response(status_code=413))
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: Callable[[int], Response]) -> None:

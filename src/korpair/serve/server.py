@@ -1,10 +1,11 @@
 """Run the app with uvicorn: in the foreground (``run_server``) or in a thread for notebooks.
 
->>> run_server("runs/sample/model")                       # blocks; Ctrl+C stops it
->>> server = serve_in_background("runs/sample/model")     # returns at once (Jupyter, Colab)
->>> server.url
-'http://127.0.0.1:8000/'
->>> server.stop()
+Example::
+
+    run_server("runs/sample/model")                       # blocks; Ctrl+C stops it
+    server = serve_in_background("runs/sample/model")     # returns at once (Jupyter, Colab)
+    server.url  # 'http://127.0.0.1:8000/'
+    server.stop()
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port
     other than loopback (e.g. ``0.0.0.0``) lets other machines in, with no
     authentication: a warning says so.
 
-    >>> run_server("runs/sample/model", port=8080, limits=ServeLimits(max_pairs=16))
-    korpair: serving runs/sample/model on http://127.0.0.1:8080/  (API docs: http://127.0.0.1:8080/docs)
+    Example::
+
+        run_server("runs/sample/model", port=8080, limits=ServeLimits(max_pairs=16))
+        # korpair: serving runs/sample/model on http://127.0.0.1:8080/  (API docs: http://127.0.0.1:8080/docs)
     """
     classifier = _load(model_dir, device, precision)
     sock = _listen(host, port)
@@ -49,8 +52,10 @@ def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port
 class BackgroundServer:
     """A server running in a daemon thread; ``stop()`` ends it. Also a context manager.
 
-    >>> with serve_in_background(predictor, port=0) as server:
-    ...     httpx.post(server.url + "predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"})
+    Example::
+
+        with serve_in_background(predictor, port=0) as server:
+            httpx.post(server.url + "predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"})
     """
 
     def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int) -> None:
@@ -89,10 +94,11 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
 
     ``port=0`` picks a free port (read it from ``.port`` or ``.url``).
 
-    >>> server = serve_in_background("runs/sample/model", port=0)
-    >>> server.url
-    'http://127.0.0.1:41237/'
-    >>> server.stop()
+    Example::
+
+        server = serve_in_background("runs/sample/model", port=0)
+        server.url  # 'http://127.0.0.1:41237/'
+        server.stop()
     """
     classifier = _load(model_dir, device, precision)
     sock = _listen(host, port)
@@ -119,7 +125,7 @@ def _load(model_dir: str | Path | Classifier, device: str | None, precision: str
     if isinstance(model_dir, Classifier):
         return model_dir
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
-    from korpair.onnx import load_predictor
+    from korpair.inference.onnx import load_predictor
 
     return load_predictor(model_dir, device=device, precision=precision)
 

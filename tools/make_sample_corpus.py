@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python scripts/make_sample_corpus.py
+    python -m tools.make_sample_corpus
 
 The output is deterministic (fixed seed), so re-running it reproduces the
 shipped files byte for byte.
@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
-from korpair.sample import write_sample_corpus  # noqa: E402
+from tools.sample_corpus import write_sample_corpus  # noqa: E402
 
 OUT_DIR = ROOT / "src" / "korpair" / "resources" / "sample_nli"
 # Multiples of three, so every split is exactly label-balanced.

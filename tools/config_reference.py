@@ -1,6 +1,6 @@
 """Print the config reference table for the README from the pydantic models.
 
-    python scripts/config_reference.py > /tmp/ref.md
+    python -m tools.config_reference > /tmp/ref.md
 """
 
 import json

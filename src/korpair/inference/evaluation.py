@@ -4,9 +4,10 @@ The report folder gets ``metrics.json`` (accuracy, macro-F1, per-class
 precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and
 ``predictions.jsonl`` (both texts, gold, predicted label, probabilities).
 
->>> report = evaluate_pairs(Predictor.from_pretrained("runs/sample/model"), pairs, Path("runs/sample/eval"))
->>> report.metrics["accuracy"]
-0.86
+Example::
+
+    report = evaluate_pairs(Predictor.from_pretrained("runs/sample/model"), pairs, Path("runs/sample/eval"))
+    report.metrics["accuracy"]  # 0.86
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from korpair.atomic import open_atomic, write_text
-from korpair.corpora import Pair
 from korpair.errors import CorpusError
-from korpair.metrics import classification_report
-from korpair.plots import plot_confusion_matrix
-from korpair.inference import Predictor
+from korpair.inference.metrics import classification_report
+from korpair.inference.plots import plot_confusion_matrix
+from korpair.inference.predictor import Predictor
+from korpair.types import Pair
 
 
 @dataclass

@@ -10,11 +10,12 @@ either. ``load_predictor`` takes any model folder and returns the right one of
 the two, which is how ``predict``, ``evaluate`` and ``serve`` load models.
 Exporting and ONNX Runtime need the ``onnx`` extra: ``pip install "korpair[onnx]"``.
 
->>> onnx_dir = export_onnx("runs/sample/model")                  # runs/sample/model/onnx
->>> int8_dir = export_onnx("runs/sample/model", quantize=True)   # runs/sample/model/onnx-int8
->>> [p] = OnnxPredictor.from_pretrained(int8_dir).predict([("비가 온다", "날씨가 맑다")])
->>> p.label
-'contradiction'
+Example::
+
+    onnx_dir = export_onnx("runs/sample/model")                  # runs/sample/model/onnx
+    int8_dir = export_onnx("runs/sample/model", quantize=True)   # runs/sample/model/onnx-int8
+    [p] = OnnxPredictor.from_pretrained(int8_dir).predict([("비가 온다", "날씨가 맑다")])
+    p.label  # 'contradiction'
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from korpair.atomic import write_dir
-from korpair.corpora import Pair
-from korpair.data import PairCollator, encode_pairs
 from korpair.errors import ConfigError, KorpairError, ModelFolderError
-from korpair.inference import PRECISIONS, Predictor, _trained_max_length
+from korpair.features import PairCollator, encode_pairs
+from korpair.inference.predictor import PRECISIONS, Predictor
+from korpair.model_folder import trained_max_length
+from korpair.types import Pair
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,9 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
     quantized per batch at run time). If anything fails, an existing output
     folder is left as it was.
 
-    >>> export_onnx("runs/sample/model", "runs/sample/onnx")
-    PosixPath('runs/sample/onnx')
+    Example::
+
+        export_onnx("runs/sample/model", "runs/sample/onnx")  # PosixPath('runs/sample/onnx')
     """
     model_dir = Path(model_dir)
     _check_model_folder(model_dir)
@@ -99,9 +102,10 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
 class OnnxPredictor(Predictor):
     """``Predictor`` on ONNX Runtime: the same ``labels``, ``predict`` and ``predict_stream``.
 
-    >>> predictor = OnnxPredictor.from_pretrained("runs/sample/model/onnx")
-    >>> predictor.predict([("비가 온다", "날씨가 맑다")], batch_size=64)[0].label
-    'contradiction'
+    Example::
+
+        predictor = OnnxPredictor.from_pretrained("runs/sample/model/onnx")
+        predictor.predict([("비가 온다", "날씨가 맑다")], batch_size=64)[0].label  # 'contradiction'
     """
 
     def __init__(self, session, tokenizer, labels: Sequence[str], *, max_seq_length: int = 128) -> None:
@@ -146,7 +150,7 @@ class OnnxPredictor(Predictor):
             raise ModelFolderError(f"{folder / MODEL_FILE}: ONNX Runtime cannot load it: {err}") from None
         labels = [config.id2label[i] for i in range(config.num_labels)]
         if max_seq_length is None:
-            max_seq_length = _trained_max_length(folder) or 128
+            max_seq_length = trained_max_length(folder) or 128
         return cls(session, tokenizer, labels, max_seq_length=max_seq_length)
 
     def predict_proba(self, pairs: Sequence[Pair], batch_size: int = 64) -> np.ndarray:

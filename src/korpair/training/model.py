@@ -1,9 +1,10 @@
 """The network and its tokenizer: a pretrained checkpoint, or a small BERT built from scratch.
 
->>> tokenizer, model = build_model_and_tokenizer(ModelConfig(from_scratch=True, vocab_size=500),
-...                                              LabelMap(("yes", "no")), texts=["비가 온다", "눈이 온다"])
->>> model.config.id2label
-{0: 'yes', 1: 'no'}
+Example::
+
+    tokenizer, model = build_model_and_tokenizer(ModelConfig(from_scratch=True, vocab_size=500),
+                                                 LabelMap(("yes", "no")), texts=["비가 온다", "눈이 온다"])
+    model.config.id2label  # {0: 'yes', 1: 'no'}
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from transformers import (
 )
 
 from korpair.config import ModelConfig
-from korpair.corpora import LabelMap
 from korpair.errors import ModelFolderError
+from korpair.types import LabelMap
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""PNG plots people would rather look at than read: training curves, confusion matrix."""
+"""``training_curves.png``: loss, validation metrics and learning rate against optimizer steps."""
 
 from __future__ import annotations
 
@@ -56,30 +56,6 @@ def plot_training_curves(metrics_csv: Path | Sequence[Path], out_png: Path) -> P
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    write_figure(out_png, fig)
-    plt.close(fig)
-    return out_png
-
-
-def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path) -> Path:
-    """Counts, with each row (gold label) shaded by its share."""
-    matrix = np.asarray(matrix)
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    size = 1.2 + 1.1 * len(names)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center",
-                    color="white" if shares[i, j] > 0.6 else "black")
-    acc = np.trace(matrix) / max(matrix.sum(), 1)
-    ax.set_title(f"accuracy {acc:.1%} (n={matrix.sum()})")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of gold row")
     fig.tight_layout()
     write_figure(out_png, fig)
     plt.close(fig)

@@ -1,9 +1,10 @@
 """Batch inference from a saved model folder (korpair's or any HF sequence classifier).
 
->>> predictor = Predictor.from_pretrained("runs/sample/model")
->>> [p] = predictor.predict([("비가 온다", "날씨가 맑다")])
->>> p.label, round(p.scores["contradiction"], 2)
-('contradiction', 0.91)
+Example::
+
+    predictor = Predictor.from_pretrained("runs/sample/model")
+    [p] = predictor.predict([("비가 온다", "날씨가 맑다")])
+    p.label, round(p.scores["contradiction"], 2)  # ('contradiction', 0.91)
 """
 
 from __future__ import annotations
@@ -12,33 +13,21 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from korpair.corpora import Pair
-from korpair.data import PairCollator, encode_pairs
 from korpair.errors import ModelFolderError
+from korpair.features import PairCollator, encode_pairs
+from korpair.model_folder import trained_max_length
+from korpair.types import Pair, Prediction
 
 log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 PairLike = Pair | tuple[str, str] | Sequence[str]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The most likely label and the probability of every label."""
-
-    label: str
-    scores: dict[str, float]
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "scores": self.scores}
 
 
 # "32": exact fp32 scores; "bf16": autocast, about 2x faster where the hardware computes in bf16
@@ -82,7 +71,7 @@ class Predictor:
         except (OSError, ValueError) as err:
             raise ModelFolderError(f"cannot load model {str(name_or_path)!r}: {err}") from None
         if max_seq_length is None:
-            max_seq_length = _trained_max_length(path) or 128
+            max_seq_length = trained_max_length(path) or 128
         return cls(model, tokenizer, max_seq_length=max_seq_length, device=device, precision=precision)
 
     def predict(self, pairs: Iterable[PairLike], batch_size: int = 64) -> list[Prediction]:
@@ -147,13 +136,3 @@ def _as_pair(p: PairLike, i: int) -> Pair:
     if not isinstance(pair.premise, str) or not isinstance(pair.hypothesis, str):
         raise ValueError(f"pair {i}: both texts must be strings")
     return pair
-
-
-def _trained_max_length(folder: Path) -> int | None:
-    cfg_file = folder / "korpair_train.yaml"
-    if not cfg_file.is_file():
-        return None
-    try:
-        return int(yaml.safe_load(cfg_file.read_text(encoding="utf-8"))["data"]["max_seq_length"])
-    except (KeyError, TypeError, ValueError, yaml.YAMLError):
-        return None

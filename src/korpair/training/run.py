@@ -4,9 +4,10 @@ corpus -> tokenizer and model -> cached features -> Lightning Trainer -> best
 checkpoint -> a plain Hugging Face folder in ``OUTPUT_DIR/model`` (safetensors
 weights, tokenizer, labels in config.json), with metrics, config and plots.
 
->>> result = fit(TrainConfig.from_file("configs/sample.yaml"))
->>> result.metrics["val_accuracy"]
-0.87
+Example::
+
+    result = fit(TrainConfig.from_file("configs/sample.yaml"))
+    result.metrics["val_accuracy"]  # 0.87
 """
 
 from __future__ import annotations
@@ -22,35 +23,25 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import (
-    EarlyStopping,
-    LearningRateMonitor,
     ModelCheckpoint,
-    TQDMProgressBar,
 )
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers import AutoTokenizer
 
 from korpair.atomic import write_dir, write_text
-from korpair.config import TrainConfig
+from korpair.config import RUN_CONFIG_NAME, TrainConfig
 from korpair.corpora import load_splits
-from korpair.data import PairDataModule, encode_pairs_cached
 from korpair.errors import ModelFolderError, OutputExistsError, TrainingInterrupted
-from korpair.model import build_model_and_tokenizer
-from korpair.plots import plot_training_curves
-from korpair.resume import (
-    INTERRUPTED,
-    LAST,
-    ResumeCallback,
-    find_resume_checkpoint,
-    signal_handlers_kept,
-)
-from korpair.task import PairClassificationTask
+from korpair.features import PairDataModule, encode_pairs_cached
+from korpair.training.curves import plot_training_curves
+from korpair.training.export import export_model
+from korpair.training.model import build_model_and_tokenizer
+from korpair.training.resume import INTERRUPTED, LAST, find_resume_checkpoint, signal_handlers_kept
+from korpair.training.task import PairClassificationTask
+from korpair.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
-
-CONFIG_NAME = "korpair_train.yaml"
 
 
 @dataclass
@@ -108,7 +99,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
     )
     trainer = build_trainer(cfg, out, checkpoint)
     if trainer.is_global_zero:
-        write_text(out / CONFIG_NAME, cfg.to_yaml())
+        write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
         log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",
                  effective_batch_size(cfg, trainer), cfg.data.batch_size, trainer.world_size,
                  cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
@@ -190,67 +181,3 @@ def prepare_output_dir(out: Path, overwrite: bool) -> None:
             if child.name != "model":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
-
-
-def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
-    t = cfg.trainer
-    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out)]
-    if t.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience,
-                                       mode="min" if t.monitor == "val_loss" else "max"))
-    if t.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
-    loggers = [CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=t.log_every_n_steps),
-               TensorBoardLogger(out, name="logs", version="tensorboard")]
-    precision, why = resolve_precision(t.precision, t.accelerator)
-    if t.precision == "auto":
-        log.info("precision auto: %s (%s)", precision, why)
-    return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
-        gradient_clip_val=t.gradient_clip_val or None, accumulate_grad_batches=t.accumulate_grad_batches,
-        val_check_interval=t.val_check_interval, log_every_n_steps=t.log_every_n_steps,
-        callbacks=callbacks, logger=loggers, enable_progress_bar=t.progress_bar,
-        enable_model_summary=False, deterministic=t.deterministic, default_root_dir=out,
-        # our batch sampler shards itself across ranks (no padded duplicates in validation)
-        use_distributed_sampler=False,
-    )
-
-
-def resolve_precision(precision: str, accelerator: str = "auto") -> tuple[str, str]:
-    """Lightning's precision for ``trainer.precision``, and why, where it is ``auto``.
-
-    ``auto`` is bf16 autocast where the hardware computes in bf16: there it is
-    about 1.5-2x faster at the same loss (benchmarks/results/train.md). Where bf16
-    would be emulated (a CPU without AVX512-BF16 or AMX, an older GPU), or on
-    Apple's MPS, it stays fp32.
-    """
-    if precision != "auto":
-        return ("32-true" if precision == "32" else precision), "as configured"
-    device = "cpu" if accelerator == "cpu" else "gpu" if accelerator in ("gpu", "cuda") else accelerator
-    if device == "auto":
-        device = "gpu" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if device == "gpu":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
-            return "bf16-mixed", f"{torch.cuda.get_device_name()} computes in bf16"
-        return "32-true", "this GPU has no native bf16"
-    if device == "cpu":
-        caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-        native = [k for k in ("amx_bf16", "avx512_bf16") if caps.get(k)]
-        if native:
-            return "bf16-mixed", f"the CPU has {native[0].upper()}"
-        return "32-true", "the CPU has no native bf16 (no AVX512-BF16 or AMX), so bf16 would be slower"
-    return "32-true", f"bf16 autocast is not used on {device}"
-
-
-def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None) -> Path:
-    """Save a standard Hugging Face folder atomically (safetensors weights)."""
-
-    def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if cfg is not None:
-            (tmp / CONFIG_NAME).write_text(cfg.to_yaml(), encoding="utf-8")
-
-    write_dir(folder, fill)
-    return folder

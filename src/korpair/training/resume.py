@@ -7,8 +7,10 @@ position inside the epoch and the random-number generators. Resuming from it
 replays the same batches in the same order with the same dropout masks, so an
 interrupted-and-resumed run ends where an uninterrupted one would.
 
->>> korpair.train("sample", overrides=["trainer.output_dir=runs/a"])    # Ctrl+C mid-epoch
->>> korpair.train(resume="runs/a")                                    # same result as never stopping
+Example::
+
+    korpair.train("sample", overrides=["trainer.output_dir=runs/a"])    # Ctrl+C mid-epoch
+    korpair.train(resume="runs/a")                                    # same result as never stopping
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The Lightning module: loss, metrics, optimizer and learning-rate schedule.
 
->>> task = PairClassificationTask(model, LabelMap(NLI_LABELS), OptimConfig(lr=3e-5))
->>> lightning.Trainer(max_epochs=1).fit(task, datamodule=data)
+Example::
+
+    task = PairClassificationTask(model, LabelMap(NLI_LABELS), OptimConfig(lr=3e-5))
+    lightning.Trainer(max_epochs=1).fit(task, datamodule=data)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from transformers import (
 )
 
 from korpair.config import OptimConfig
-from korpair.corpora import LabelMap
+from korpair.types import LabelMap
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 

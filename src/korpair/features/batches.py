@@ -1,0 +1,184 @@
+"""Encoded pairs -> padded batches: a length-grouped sampler, a collator, the Lightning data module.
+
+Example::
+
+    data = PairDataModule(train_feats, val_feats, DataConfig(batch_size=32), pad_id=0, seed=7)
+    trainer.fit(task, datamodule=data)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from korpair.config import DataConfig
+from korpair.features.encode import EncodedPairs
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Random batches of similar-length pairs, sharded across DDP ranks.
+
+    Shuffle all indices, cut them into windows of ``window`` batches, sort each
+    window by length and cut it into batches, then shuffle the batches: little
+    padding, yet batch order stays random. With ``shuffle=False`` batches come
+    in a fixed, length-sorted order (evaluation). Every rank gets the same
+    number of training batches (a DDP step needs all ranks); for evaluation
+    (``even=False``) each pair is seen exactly once across ranks. Memory: the
+    lengths and one permutation as NumPy arrays (8 bytes a pair each) and one
+    small array per batch; nothing per pair is a Python object.
+
+    Example::
+
+        sampler = LengthGroupedBatchSampler(feats.lengths, batch_size=32, seed=7)
+        next(iter(sampler))[:3]  # [81234, 5120, 733410]
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool = True,
+                 group_by_length: bool = True, seed: int = 0, window: int = 50,
+                 num_replicas: int = 1, rank: int = 0, even: bool = True) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.seed = seed
+        self.window = window
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.even = even
+        self.epoch = 0
+        self.skip = 0  # batches already consumed this epoch (resume)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[np.ndarray]:
+        n = len(self.lengths)
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable") if self.group_by_length else np.arange(n)
+            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(n)
+        batches: list[np.ndarray] = []
+        span = self.window * self.batch_size if self.group_by_length else n
+        for start in range(0, n, span):
+            chunk = order[start : start + span]
+            if self.group_by_length:
+                chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.group_by_length:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def _my_batches(self) -> list[np.ndarray]:
+        batches = self._all_batches()
+        if self.num_replicas > 1:
+            if self.even:
+                batches = batches[: len(batches) - len(batches) % self.num_replicas]
+            batches = batches[self.rank :: self.num_replicas]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._my_batches()
+        skip, self.skip = self.skip, 0
+        for batch in batches[skip:]:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        n_batches = math.ceil(len(self.lengths) / self.batch_size)
+        if self.num_replicas > 1:
+            if self.even:
+                return n_batches // self.num_replicas
+            return len(range(self.rank, n_batches, self.num_replicas))
+        return n_batches
+
+
+class PairCollator:
+    """Pad a list of encoded pairs to the longest one (rounded up to ``pad_to_multiple_of``).
+
+    Example::
+
+        batch = PairCollator(pad_id=0, pad_to_multiple_of=8)([feats[0], feats[1]])
+        sorted(batch), batch["input_ids"].shape
+        # (['attention_mask', 'input_ids', 'labels', 'token_type_ids'], torch.Size([2, 24]))
+    """
+
+    def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_id = pad_id
+        self.multiple = pad_to_multiple_of
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(it["input_ids"]) for it in items)
+        if self.multiple:
+            longest = -(-longest // self.multiple) * self.multiple
+        n = len(items)
+        ids = np.full((n, longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n, longest), dtype=np.int64)
+        tti = np.zeros((n, longest), dtype=np.int64) if "token_type_ids" in items[0] else None
+        for row, it in enumerate(items):
+            k = len(it["input_ids"])
+            ids[row, :k] = it["input_ids"]
+            mask[row, :k] = 1
+            if tti is not None:
+                tti[row, :k] = it["token_type_ids"]
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if tti is not None:
+            batch["token_type_ids"] = torch.from_numpy(tti)
+        if "labels" in items[0]:
+            batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+        return batch
+
+
+class PairDataModule(L.LightningDataModule):
+    """Train and validation loaders over already-encoded features.
+
+    Batches come from ``LengthGroupedBatchSampler`` over the features' lengths,
+    sharded across DDP ranks by the sampler itself (build the Trainer with
+    ``use_distributed_sampler=False``).
+
+    Example::
+
+        data = PairDataModule(train_feats, val_feats, DataConfig(batch_size=32), pad_id=0, seed=7)
+        trainer.fit(task, datamodule=data)
+    """
+
+    def __init__(self, train: EncodedPairs, validation: EncodedPairs, cfg: DataConfig,
+                 pad_id: int, seed: int = 0) -> None:
+        super().__init__()
+        self.train, self.validation, self.cfg = train, validation, cfg
+        self.pad_id, self.seed = pad_id, seed
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _pad_multiple(self) -> int | None:
+        multiple = self.cfg.pad_to_multiple_of
+        if multiple != "auto":
+            return multiple
+        # tensor cores want multiples of 8; a CPU's kernels gain nothing from them but padding
+        trainer = getattr(self, "trainer", None)
+        return 8 if trainer is not None and trainer.strategy.root_device.type == "cuda" else None
+
+    def _loader(self, feats: EncodedPairs, batch_size: int, train: bool) -> DataLoader:
+        world, rank = self._world()
+        sampler = LengthGroupedBatchSampler(
+            feats.lengths, batch_size, shuffle=train, group_by_length=self.cfg.group_by_length,
+            seed=self.seed, num_replicas=world, rank=rank, even=train,
+        )
+        return DataLoader(
+            feats, batch_sampler=sampler,
+            collate_fn=PairCollator(self.pad_id, self._pad_multiple()),
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, self.cfg.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.validation, self.cfg.eval_batch_size, train=False)

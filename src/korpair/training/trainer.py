@@ -1,0 +1,47 @@
+"""The Lightning ``Trainer`` of a run: callbacks, loggers, precision.
+
+Example::
+
+    trainer = build_trainer(cfg, out, checkpoint)
+    trainer.fit(task, datamodule=data)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from korpair.config import TrainConfig
+from korpair.hardware import resolve_precision
+from korpair.training.resume import ResumeCallback
+
+log = logging.getLogger(__name__)
+
+
+def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
+    t = cfg.trainer
+    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out)]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience,
+                                       mode="min" if t.monitor == "val_loss" else "max"))
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    loggers = [CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=t.log_every_n_steps),
+               TensorBoardLogger(out, name="logs", version="tensorboard")]
+    precision, why = resolve_precision(t.precision, t.accelerator)
+    if t.precision == "auto":
+        log.info("precision auto: %s (%s)", precision, why)
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
+        gradient_clip_val=t.gradient_clip_val or None, accumulate_grad_batches=t.accumulate_grad_batches,
+        val_check_interval=t.val_check_interval, log_every_n_steps=t.log_every_n_steps,
+        callbacks=callbacks, logger=loggers, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, deterministic=t.deterministic, default_root_dir=out,
+        # our batch sampler shards itself across ranks (no padded duplicates in validation)
+        use_distributed_sampler=False,
+    )
