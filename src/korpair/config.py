@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from korpair.errors import ConfigError
+from korpair.types import TRAIN_PRECISIONS
 
 # Saved in every run folder: the resolved config, read back by ``korpair train --resume``.
 RUN_CONFIG_NAME = "korpair_train.yaml"
@@ -144,7 +145,7 @@ class TrainerConfig(_Section):
     seed: int = Field(7, description="seed for weights, shuffling and dropout")
     max_epochs: int = Field(3, ge=1, description="epochs to train")
     max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: no limit)")
-    precision: Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = Field(
+    precision: Literal[TRAIN_PRECISIONS] = Field(
         "auto", description="numeric precision; auto: bf16-mixed where the hardware computes in bf16 "
         "(a GPU with bf16, a CPU with AVX512-BF16 or AMX), else 32"
     )

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from korpair.errors import CorpusError
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
+# The precision names korpair accepts; korpair.hardware says what each means on the hardware at hand.
+TRAIN_PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+INFERENCE_PRECISIONS = ("32", "bf16", "16")
 
 
 @dataclass(frozen=True)
