@@ -7,14 +7,15 @@ hyper-parameters for every system:
   W2 base  BERT 12 layers x 768 (vocab 30000 as kcbert-base), random weights, a fixed number of steps
 
 Data: KLUE-NLI v1.1 dev (3000 pairs) from ../shared/data, split 2700 train /
-300 validation; one WordPiece tokenizer (``korpair.model.train_wordpiece_tokenizer``,
+300 validation; one WordPiece tokenizer (``korpair.training.model.train_wordpiece_tokenizer``,
 8000 pieces) learnt from the training texts serves both workloads. max_seq_length
 128, batch 32, AdamW lr (W1 3e-4, W2 5e-5), weight decay 0.01 off biases and
 norms, linear warmup (10% of the steps) and decay, gradient clipping at 1.0.
 
 Systems:
-  korpair default   korpair's training path (PairDataModule, PairClassificationTask,
-                    training.build_trainer) with its default settings: precision auto
+  korpair default   ``korpair.training.fit`` itself (what ``korpair.train`` runs: sanity check,
+                    checkpoints, final validation, export), timed through its callbacks, with
+                    its default settings: precision auto
                     (bf16-mixed on a CPU with AVX512-BF16 or AMX), no rounding of batch
                     lengths on a CPU. These are also its best settings here.
   korpair fp32      the same in fp32 with batch lengths rounded to 8 (korpair 0.1's
@@ -274,19 +275,13 @@ class _BatchLog:
 
 
 def worker_train_korpair(spec: dict) -> dict:
-    """korpair's training path, as ``korpair.training.run`` runs it, minus checkpoint files and exports."""
+    """``korpair.train``'s own ``fit``, timed from outside through its callbacks seam."""
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from korpair.config import TrainConfig
-    from korpair.corpora import load_splits
-    from korpair.features import PairDataModule, encode_pairs_cached
     from korpair.hardware import resolve_precision
-    from korpair.training.export import export_model
-    from korpair.training.model import build_model_and_tokenizer
-    from korpair.training.task import PairClassificationTask
-    from korpair.training.trainer import build_trainer
+    from korpair.training import fit
 
     root, wl = Path(spec["root"]), WORKLOADS[spec["workload"]]
     out = Path(tempfile.mkdtemp(dir=root, prefix=f"korpair-{spec['workload']}-"))
@@ -297,17 +292,21 @@ def worker_train_korpair(spec: dict) -> dict:
         "data": {"max_seq_length": MAX_LENGTH, "batch_size": BATCH, "eval_batch_size": EVAL_BATCH,
                  "cache_dir": str(out / "cache")},
         "optim": {"lr": wl["lr"], "warmup_steps": spec["warmup_steps"]},
-        "trainer": {"output_dir": str(out), "seed": spec["seed"], "max_steps": spec["steps"], "max_epochs": 1000,
-                    "progress_bar": False},
+        "trainer": {"output_dir": str(out / "run"), "seed": spec["seed"], "max_steps": spec["steps"],
+                    "max_epochs": 1000, "progress_bar": False},
     }).with_overrides(spec["overrides"])
 
     log = _BatchLog()
     profile_rows = spec.get("profile_steps", 0)
 
     class Clock(L.Callback):
+        """Per-step times (the throughput window) and the length of the last validation (fit's final one)."""
+
         def __init__(self) -> None:
             self.prof = None
             self.profile_table = None
+            self.eval_s = 0.0
+            self._eval_start = 0.0
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             log.record_batch(batch["attention_mask"])
@@ -322,33 +321,28 @@ def worker_train_korpair(spec: dict) -> dict:
                 self.profile_table = profile_summary(self.prof, profile_rows)
                 self.prof = None
 
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    splits = load_splits(cfg.corpus)
-    tokenizer, model = build_model_and_tokenizer(cfg.model, splits.labels, (), cfg.data.max_seq_length)
-    encode = lambda pairs: encode_pairs_cached(  # noqa: E731
-        tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir)
-    data = PairDataModule(encode(splits.train), encode(splits.validation), cfg.data,
-                          pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
-    task = PairClassificationTask(model, splits.labels, cfg.optim)
-    # No checkpoint files: the benchmark times training, not disk writes (fit saves best/last at epoch end).
-    trainer = build_trainer(cfg, out, ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=False))
+        def on_validation_epoch_start(self, trainer, pl_module) -> None:
+            self._eval_start = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            self.eval_s = time.perf_counter() - self._eval_start
+
     clock = Clock()
-    trainer.callbacks.append(clock)
     start = time.perf_counter()
-    trainer.fit(task, datamodule=data)
+    # The whole run as users get it: sanity check, checkpoints, final validation, export, plots.
+    result = fit(cfg, callbacks=[clock])
     train_wall = time.perf_counter() - start
-    start = time.perf_counter()
-    [metrics] = trainer.validate(task, datamodule=data, verbose=False)
-    eval_s = time.perf_counter() - start
-    result = {**log.summary(wl, spec["steps"]), "train_wall_s": train_wall, "val_loss": float(metrics["val_loss"]),
-              "val_accuracy": float(metrics["val_accuracy"]), "eval_s": eval_s,
-              "eval_pairs_per_s": len(splits.validation) / eval_s,
-              "precision": resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)[0],
-              "profile": clock.profile_table}
+    metrics = result.metrics
+    n_validation = metrics["validation_pairs"]
+    summary = {**log.summary(wl, spec["steps"]), "train_wall_s": train_wall, "val_loss": metrics["val_loss"],
+               "val_accuracy": metrics["val_accuracy"], "eval_s": clock.eval_s,
+               "eval_pairs_per_s": n_validation / clock.eval_s if clock.eval_s else None,
+               "precision": resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)[0],
+               "profile": clock.profile_table}
     if spec.get("export_to"):
-        export_model(task.model, tokenizer, Path(spec["export_to"]), cfg)
+        shutil.copytree(result.model_dir, spec["export_to"], dirs_exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
-    return result
+    return summary
 
 
 def worker_train_hf(spec: dict) -> dict:

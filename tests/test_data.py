@@ -88,6 +88,49 @@ def test_sampler_shards_across_ranks():
     assert sorted(seen) == list(range(103)), "evaluation sees every pair exactly once"
 
 
+def test_sampler_resumes_inside_its_epoch_only():
+    lengths = np.arange(200) % 31 + 3
+    sampler = LengthGroupedBatchSampler(lengths, 8, seed=4)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler.resume(2, 5)
+    assert list(sampler) == whole[5:], "the rest of the interrupted epoch, in the same order"
+    assert list(sampler) == whole, "only the first pass after resuming skips"
+    sampler.resume(1, 5)
+    assert list(sampler) == whole, "a position in another epoch skips nothing"
+    for done in (0, len(whole)):  # nothing trained yet, or the epoch was complete
+        sampler.resume(2, done)
+        assert list(sampler) == whole
+
+
+def test_data_module_position_is_checkpoint_state(tokenizer):
+    from types import SimpleNamespace
+
+    from korpair.config import DataConfig
+    from korpair.features import PairDataModule
+
+    feats = encode_pairs(tokenizer, make_pairs(40), LABELS, 32)
+    data = PairDataModule(feats, feats, DataConfig(batch_size=4), pad_id=0, seed=3)
+    data.trainer = SimpleNamespace(training=True, current_epoch=1, world_size=1, global_rank=0,
+                                   strategy=SimpleNamespace(root_device=SimpleNamespace(type="cpu")))
+    batches = iter(data.train_dataloader())
+    for _ in range(3):  # as Lightning does: each batch goes through the transfer hook before the step
+        data.on_after_batch_transfer(next(batches), 0)
+    state = data.state_dict()
+    assert state == {"epoch": 1, "train_batches_done": 3}
+
+    restored = PairDataModule(feats, feats, DataConfig(batch_size=4), pad_id=0, seed=3)
+    restored.trainer = data.trainer
+    restored.load_state_dict(state)
+    loader = restored.train_dataloader()
+    loader.batch_sampler.set_epoch(1)
+    fresh = data.train_dataloader()
+    fresh.batch_sampler.set_epoch(1)
+    assert [b["input_ids"].tolist() for b in loader] == [b["input_ids"].tolist() for b in fresh][3:]
+    data.trainer.current_epoch = 2
+    assert data.state_dict() == {"epoch": 2, "train_batches_done": 0}, "a new epoch starts at its first batch"
+
+
 def test_collator_pads_to_batch_longest(tokenizer):
     feats = encode_pairs(tokenizer, make_pairs(6), LABELS, 64)
     batch = PairCollator(pad_id=tokenizer.pad_token_id, pad_to_multiple_of=8)([feats[i] for i in range(6)])

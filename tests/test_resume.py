@@ -66,6 +66,9 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(data, tmp_path):
     steps_per_epoch = 960 // 32
     stopped_at = state["global_step"]
     assert 0 < stopped_at < EPOCHS_WHEN_KILLED * steps_per_epoch
+    # the position inside the epoch is the data module's declared checkpoint state
+    position = state["PairDataModule"]
+    assert position["epoch"] * steps_per_epoch + position["train_batches_done"] == stopped_at
     assert not (run / "model").exists(), "no model folder from an unfinished run"
 
     resumed = api.train(resume=run)
@@ -132,21 +135,19 @@ def test_resume_refuses_checkpoint_with_code(data, tmp_path):
     assert not Path("/tmp/korpair-pwned").exists()
 
 
-def test_overwrite_keeps_old_model_until_new_one_is_ready(data, tmp_path, monkeypatch):
+def test_overwrite_keeps_old_model_until_new_one_is_ready(data, tmp_path):
     out = tmp_path / "e"
     api.train(None, [*data, f"trainer.output_dir={out}", "trainer.max_epochs=1"])
     weights = (out / "model" / "model.safetensors").read_bytes()
     with pytest.raises(OutputExistsError):
         api.train(None, [*data, f"trainer.output_dir={out}"])
 
-    import korpair.training.run as training
+    class Crash(L.Callback):
+        def on_train_batch_end(self, *args, **kwargs) -> None:
+            raise RuntimeError("crashed mid-training")
 
-    def fail(*a, **k):
-        raise RuntimeError("crashed mid-training")
-
-    monkeypatch.setattr(training, "build_trainer", fail)
-    with pytest.raises(RuntimeError):
-        api.train(None, [*data, f"trainer.output_dir={out}"], overwrite=True)
+    with pytest.raises(RuntimeError, match="crashed mid-training"):
+        api.train(None, [*data, f"trainer.output_dir={out}"], overwrite=True, callbacks=[Crash()])
     assert (out / "model" / "model.safetensors").read_bytes() == weights
 
 
@@ -163,22 +164,12 @@ class _SignalDuring(L.Callback):
 
 
 @pytest.mark.parametrize("sanity", [False, True])
-def test_sigterm_during_validation_is_not_lost(data, tmp_path, monkeypatch, sanity):
+def test_sigterm_during_validation_is_not_lost(data, tmp_path, sanity):
     """Lightning turns a SIGTERM during validation into an exit with status 0 and no checkpoint."""
-    import korpair.training.run as training
-
-    real = training.build_trainer
-
-    def build_trainer(*args, **kwargs):
-        trainer = real(*args, **kwargs)
-        trainer.callbacks.append(_SignalDuring(sanity))
-        return trainer
-
-    monkeypatch.setattr(training, "build_trainer", build_trainer)
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as stopped:
-        api.train(None, [*data, f"trainer.output_dir={run}"])
+        api.train(None, [*data, f"trainer.output_dir={run}"], callbacks=[_SignalDuring(sanity)])
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before, "handlers restored"
     ckpt = run / "checkpoints" / "interrupted.ckpt"
     if sanity:  # before any training step: nothing to resume, and it says so

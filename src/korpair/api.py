@@ -20,7 +20,7 @@ from korpair.config import RUN_CONFIG_NAME, CorpusConfig, TrainConfig, load_conf
 from korpair.corpora import iter_pairs, read_pairs, read_split
 from korpair.errors import ConfigError
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
-from korpair.inference.onnx import export_onnx, load_predictor
+from korpair.inference.onnx import export_onnx
 from korpair.training import TrainResult, fit
 from korpair.training.resume import find_resume_checkpoint
 from korpair.types import Pair, Prediction
@@ -32,12 +32,13 @@ def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize
 
 
 def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: Sequence[str] = (),
-          overwrite: bool = False, resume: str | Path | None = None) -> TrainResult:
+          overwrite: bool = False, resume: str | Path | None = None, callbacks: Sequence = ()) -> TrainResult:
     """Fine-tune a classifier; returns where the model went and its validation metrics.
 
     ``resume`` continues an interrupted run: a run folder (its saved config is
     used, ``overrides`` still apply, e.g. more epochs), or ``"auto"``: continue
     the config's output folder if it holds a checkpoint, else start fresh.
+    ``callbacks`` are Lightning callbacks added to the run's Trainer.
     """
     if resume is not None and str(resume) != "auto":
         run_dir = Path(resume)
@@ -45,11 +46,11 @@ def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: 
         if not saved.is_file():
             raise ConfigError(f"{run_dir}: not a korpair run folder (no {RUN_CONFIG_NAME}); nothing to resume")
         cfg = TrainConfig.from_file(saved, [*overrides, f"trainer.output_dir={run_dir}"])
-        return fit(cfg, resume=True)
+        return fit(cfg, resume=True, callbacks=callbacks)
     cfg = load_config(config, overrides)
     if resume is not None and find_resume_checkpoint(cfg.trainer.output_dir) is not None:
-        return fit(cfg, resume=True)
-    return fit(cfg, overwrite=overwrite)
+        return fit(cfg, resume=True, callbacks=callbacks)
+    return fit(cfg, overwrite=overwrite, callbacks=callbacks)
 
 
 def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: str | CorpusConfig = "sample",
@@ -58,7 +59,8 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
              device: str | None = None, precision: str = "32", trust_remote_code: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``) or on a split of a corpus."""
-    predictor = load_predictor(model_dir, device=device, precision=precision, trust_remote_code=trust_remote_code)
+    predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision,
+                                          trust_remote_code=trust_remote_code)
     labels = predictor.labels
     if data is not None:
         pairs = read_pairs(data, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
@@ -79,7 +81,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,
             precision: str = "32", trust_remote_code: bool = False) -> list[Prediction]:
     """Classify pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
-    predictor = load_predictor(model_dir, precision=precision, trust_remote_code=trust_remote_code)
+    predictor = Predictor.from_pretrained(model_dir, precision=precision, trust_remote_code=trust_remote_code)
     return predictor.predict(pairs, batch_size=batch_size)
 
 
@@ -102,7 +104,7 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
     appears only when complete. Returns the number of pairs written.
     """
     predictor = model_dir if isinstance(model_dir, Predictor) else \
-        load_predictor(model_dir, precision=precision, trust_remote_code=trust_remote_code)
+        Predictor.from_pretrained(model_dir, precision=precision, trust_remote_code=trust_remote_code)
     pairs = iter_pairs(input_file, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
                        require_label=False, drop_labels=(), encoding=encoding, strict=False)
     output_file = Path(output_file)

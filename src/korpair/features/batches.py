@@ -51,10 +51,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.even = even
         self.epoch = 0
-        self.skip = 0  # batches already consumed this epoch (resume)
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already trained in it)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass over ``epoch`` skip its first ``batches_done`` batches, which were trained
+        before an interruption. The batches are the same (same seed and epoch), so the rest replay in
+        the same order; a pass over any other epoch, or a count of 0 or a whole epoch, skips nothing."""
+        self._resume = (epoch, batches_done)
 
     def _all_batches(self) -> list[np.ndarray]:
         n = len(self.lengths)
@@ -84,7 +90,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._my_batches()
-        skip, self.skip = self.skip, 0
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume and resume[0] == self.epoch and 0 < resume[1] < len(batches) else 0
         for batch in batches[skip:]:
             yield batch.tolist()
 
@@ -139,6 +146,12 @@ class PairDataModule(L.LightningDataModule):
     Batches come from ``LengthGroupedBatchSampler`` over the features' lengths,
     sharded across DDP ranks by the sampler itself (build the Trainer with
     ``use_distributed_sampler=False``).
+
+    Its position inside the training epoch is checkpoint state, through
+    Lightning's data-module protocol (``state_dict`` / ``load_state_dict``,
+    saved in every checkpoint): a run resumed from a mid-epoch checkpoint
+    trains the rest of that epoch's batches, in the same order, and not the
+    whole epoch again.
 
     Example::
 

@@ -2,8 +2,8 @@
 
 ``ResumeCallback`` turns the first Ctrl+C (or a scheduler's SIGTERM) into a
 checkpoint written at the end of the current batch: model, optimizer,
-scheduler, step counters (Lightning), plus what Lightning does not keep: the
-position inside the epoch and the random-number generators. Resuming from it
+scheduler, step counters (Lightning), the position inside the epoch (the data
+module's checkpoint state) and the random-number generators. Resuming from it
 replays the same batches in the same order with the same dropout masks, so an
 interrupted-and-resumed run ends where an uninterrupted one would.
 
@@ -46,11 +46,10 @@ def find_resume_checkpoint(output_dir: Path) -> Path | None:
 
 
 class ResumeCallback(L.Callback):
-    """Checkpoint on SIGINT/SIGTERM at the next batch boundary; restore data position and RNG."""
+    """Checkpoint on SIGINT/SIGTERM at the next batch boundary; keep and restore the random generators."""
 
     def __init__(self, output_dir: Path) -> None:
         self.output_dir = Path(output_dir)
-        self.batches_done = 0
         self._signal: int | None = None
         self._previous: dict[int, object] = {}
         self._restore: dict | None = None
@@ -87,12 +86,8 @@ class ResumeCallback(L.Callback):
             signal.signal(sig, handler)
         self._previous.clear()
 
-    # ---- progress inside the epoch
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.batches_done = 0
-
+    # ---- at the batch boundary
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.batches_done = batch_idx + 1
         # every rank stops after the same batch, even if the signal reached them a batch apart
         if trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False):
             path = self.output_dir / "checkpoints" / INTERRUPTED
@@ -100,7 +95,8 @@ class ResumeCallback(L.Callback):
             raise TrainingInterrupted(self.output_dir, trainer.global_step)
 
     def state_dict(self) -> dict:
-        return {"batches_done": self.batches_done, "rng": capture_rng()}
+        # The position inside the epoch is the data module's own checkpoint state (PairDataModule).
+        return {"rng": capture_rng()}
 
     def load_state_dict(self, state: dict) -> None:
         self._restore = state
@@ -114,15 +110,8 @@ class ResumeCallback(L.Callback):
         if self._restore is None:
             return
         state, self._restore = self._restore, None
-        # Our own count: Lightning's "completed" counter lags by one when the checkpoint
-        # was written inside on_train_batch_end.
-        done = state["batches_done"]
-        if 0 < done < trainer.num_training_batches:
-            sampler = trainer.train_dataloader.batch_sampler
-            sampler.skip = done  # replay the rest of this epoch's batches, in the same order
-            self.batches_done = done
         restore_rng(state["rng"])
-        log.info("resumed at step %d (epoch %d, batch %d)", trainer.global_step, trainer.current_epoch, done)
+        log.info("resumed at step %d (epoch %d)", trainer.global_step, trainer.current_epoch)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import logging
 import pickle
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,15 @@ class TrainResult:
         return f"model saved to {self.model_dir} ({shown})"
 
 
-def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> TrainResult:
+def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
+        callbacks: Sequence[L.Callback] = ()) -> TrainResult:
     """Train, keep the best checkpoint by ``cfg.trainer.monitor``, export it as an HF folder.
 
     With ``resume``, continue the run in ``cfg.trainer.output_dir`` from its
     interruption (or last) checkpoint; a fresh run refuses a non-empty folder
-    unless ``overwrite``.
+    unless ``overwrite``. ``callbacks`` are Lightning callbacks added to the
+    run's Trainer (after korpair's own): to time, log or stop a run from
+    outside, as the benchmarks and tests do.
     """
     out = Path(cfg.trainer.output_dir)
     ckpt_path = None
@@ -97,7 +101,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Trai
         dirpath=out / "checkpoints", filename="best", monitor=cfg.trainer.monitor,
         mode="min" if cfg.trainer.monitor == "val_loss" else "max", save_top_k=1, save_last=True,
     )
-    trainer = build_trainer(cfg, out, checkpoint)
+    trainer = build_trainer(cfg, out, checkpoint, callbacks)
     if trainer.is_global_zero:
         write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
         log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",

@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -22,7 +23,9 @@ from korpair.training.resume import ResumeCallback
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
+def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
+                  extra_callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+    """A Trainer for ``cfg`` writing into ``out``; ``extra_callbacks`` run after korpair's own."""
     t = cfg.trainer
     callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out)]
     if t.early_stopping_patience:
@@ -30,6 +33,7 @@ def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint) -> L
                                        mode="min" if t.monitor == "val_loss" else "max"))
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
+    callbacks += list(extra_callbacks)
     loggers = [CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=t.log_every_n_steps),
                TensorBoardLogger(out, name="logs", version="tensorboard")]
     precision, why = resolve_precision(t.precision, t.accelerator)
