@@ -164,6 +164,27 @@ class PairDataModule(L.LightningDataModule):
         super().__init__()
         self.train, self.validation, self.cfg = train, validation, cfg
         self.pad_id, self.seed = pad_id, seed
+        # (epoch, training batches consumed in it); counted where batches reach the model, because
+        # Lightning fetches a batch ahead and the sampler's own count would run one (or more) in front
+        self._position = (0, 0)
+        self._resume: tuple[int, int] | None = None
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            epoch, done = self._position
+            self._position = (trainer.current_epoch, done + 1 if epoch == trainer.current_epoch else 1)
+        return batch
+
+    def state_dict(self) -> dict:
+        epoch, done = self._position
+        current = self.trainer.current_epoch if getattr(self, "trainer", None) is not None else epoch
+        return {"epoch": current, "train_batches_done": done if epoch == current else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        # Lightning restores this before it builds the loaders: the sampler made next takes it.
+        self._resume = (int(state["epoch"]), int(state["train_batches_done"]))
+        self._position = self._resume
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -183,6 +204,9 @@ class PairDataModule(L.LightningDataModule):
             feats.lengths, batch_size, shuffle=train, group_by_length=self.cfg.group_by_length,
             seed=self.seed, num_replicas=world, rank=rank, even=train,
         )
+        if train and self._resume is not None:
+            sampler.resume(*self._resume)
+            self._resume = None
         return DataLoader(
             feats, batch_sampler=sampler,
             collate_fn=PairCollator(self.pad_id, self._pad_multiple()),
