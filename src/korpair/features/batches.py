@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from korpair.config import DataConfig
 from korpair.features.encode import EncodedPairs
+from korpair.hardware import pad_multiple
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -191,12 +192,9 @@ class PairDataModule(L.LightningDataModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def _pad_multiple(self) -> int | None:
-        multiple = self.cfg.pad_to_multiple_of
-        if multiple != "auto":
-            return multiple
-        # tensor cores want multiples of 8; a CPU's kernels gain nothing from them but padding
         trainer = getattr(self, "trainer", None)
-        return 8 if trainer is not None and trainer.strategy.root_device.type == "cuda" else None
+        device_type = trainer.strategy.root_device.type if trainer is not None else "cpu"
+        return pad_multiple(self.cfg.pad_to_multiple_of, device_type)
 
     def _loader(self, feats: EncodedPairs, batch_size: int, train: bool) -> DataLoader:
         world, rank = self._world()

@@ -1,5 +1,5 @@
-"""Using a trained model: ``Predictor`` (PyTorch or ONNX Runtime), ONNX export, evaluation
-with its metrics and plots."""
+"""Using a trained model: ``Predictor`` (one loader for PyTorch, ONNX and int8 ONNX folders, on the
+runtime each needs), ONNX export, evaluation with its metrics and plots."""
 
 from korpair.inference.evaluation import EvalReport, evaluate_pairs
 from korpair.inference.predictor import Predictor

@@ -125,9 +125,9 @@ def _load(model_dir: str | Path | Classifier, device: str | None, precision: str
     if isinstance(model_dir, Classifier):
         return model_dir
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
-    from korpair.inference.onnx import load_predictor
+    from korpair.inference import Predictor
 
-    return load_predictor(model_dir, device=device, precision=precision)
+    return Predictor.from_pretrained(model_dir, device=device, precision=precision)
 
 
 def _listen(host: str, port: int) -> socket.socket:
