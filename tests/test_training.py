@@ -60,8 +60,9 @@ def test_tiny_model_learns_in_fp32_too(pair_task_files, tmp_path):
 
 def test_outputs_are_a_plain_hf_folder(trained_run):
     out, model_dir = trained_run.output_dir, trained_run.model_dir
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "korpair_train.yaml"):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
         assert (model_dir / name).is_file(), name
+    assert not (model_dir / "korpair_train.yaml").exists(), "the model folder carries its facts in config.json"
     assert not list(model_dir.glob("*.bin")), "weights are safetensors only"
     config = json.loads((model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}

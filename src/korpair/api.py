@@ -11,19 +11,23 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from korpair.atomic import open_atomic
 from korpair.config import RUN_CONFIG_NAME, CorpusConfig, TrainConfig, load_config
-from korpair.corpora import iter_pairs, read_pairs, read_split
-from korpair.errors import ConfigError
+from korpair.corpora import BUILTIN_CORPORA, iter_pairs, read_pairs, read_split
+from korpair.errors import ConfigError, CorpusError
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
 from korpair.inference.onnx import export_onnx
+from korpair.model_folder import SECTION, corpus_config, read_section
 from korpair.training import TrainResult, fit
 from korpair.training.resume import find_resume_checkpoint
 from korpair.types import Pair, Prediction
+
+log = logging.getLogger(__name__)
 
 
 def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize: bool = False) -> Path:
@@ -53,12 +57,18 @@ def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: 
     return fit(cfg, overwrite=overwrite, callbacks=callbacks)
 
 
-def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: str | CorpusConfig = "sample",
+def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: str | CorpusConfig | None = None,
              split: str = "validation", output_dir: str | Path | None = None, batch_size: int = 64,
              text_a_column: str | None = None, text_b_column: str | None = None,
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
              device: str | None = None, precision: str = "32", trust_remote_code: bool = False) -> EvalReport:
-    """Score a model on a labelled file (``data``) or on a split of a corpus."""
+    """Score a model on a labelled file (``data``), a split of a corpus, or by default its own data.
+
+    Without ``data`` or ``corpus``, the ``split`` (``validation`` or ``test``)
+    of the corpus recorded in the model folder is scored: the data the model
+    was trained on, read with the same columns and options. ``data`` wins over
+    ``corpus``. ``metrics["data"]`` says which data was scored.
+    """
     predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision,
                                           trust_remote_code=trust_remote_code)
     labels = predictor.labels
@@ -67,15 +77,44 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
                            label_column=label_column, labels=labels, encoding=encoding)
         source, stem = str(data), Path(data).stem
     else:
-        cfg = corpus if isinstance(corpus, CorpusConfig) else CorpusConfig(name=corpus)
-        dropped: Counter = Counter()
-        pairs = read_split(cfg, split, labels, dropped)
-        source, stem = f"{cfg.name}:{split}", f"{cfg.name}-{split}"
+        if corpus is None:
+            cfg, source = _recorded_corpus(Path(model_dir), split)
+        else:
+            cfg = corpus if isinstance(corpus, CorpusConfig) else CorpusConfig(name=corpus)
+            source = f"{cfg.name}:{split}"
+        pairs = read_split(cfg, split, labels, Counter())
+        stem = f"{cfg.name}-{split}"
+    log.info("evaluating %s on %s", model_dir, source)
     if output_dir is None:
         model_dir = Path(model_dir)
         base = model_dir.parent if model_dir.name == "model" else model_dir
         output_dir = base / f"eval-{stem}"
     return evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source)
+
+
+def _recorded_corpus(model_dir: Path, split: str) -> tuple[CorpusConfig, str]:
+    """The corpus a model folder records, checked for ``split``, and how to name it in a report."""
+    ask = "pass data= (a labelled file) or corpus= (a built-in corpus name: sample, klue-nli, kornli)"
+    where = model_dir / "config.json"
+    cfg = corpus_config(read_section(model_dir), str(where))
+    if cfg is None:
+        raise CorpusError(f"{model_dir}: the model folder records no training corpus "
+                          f"(no {SECTION}.corpus in {where}); {ask}")
+    if split not in ("train", "validation", "test"):
+        raise ConfigError(f"split={split!r}: expected 'validation', 'test' or 'train'")
+    path = getattr(cfg, f"{split}_file")
+    builtin = BUILTIN_CORPORA.get(cfg.name)
+    if path is None and (cfg.name == "files" or (builtin and split not in builtin.splits)):
+        has = sorted(builtin.splits) if builtin else [s for s in ("train", "validation", "test")
+                                                      if getattr(cfg, f"{s}_file") is not None]
+        raise CorpusError(f"{model_dir}: the corpus the model was trained on ({cfg.name}) has no {split} split "
+                          f"(no {SECTION}.corpus.{split}_file in {where}; it has {', '.join(has)}); {ask}")
+    if path is not None and not Path(path).is_file():
+        raise CorpusError(f"{path}: the {split} file the model was trained with is not found "
+                          f"({SECTION}.corpus.{split}_file in {where}; a relative path is read from the "
+                          f"current folder); {ask}")
+    shown = f"{cfg.name}:{split}" + (f" {path}" if path is not None else "")
+    return cfg, f"{shown} (the corpus the model was trained on)"
 
 
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,

@@ -2,26 +2,79 @@
 
 A korpair model folder is a plain Hugging Face folder whose ``config.json``
 holds a ``korpair`` section (format version, task, labels, trained max length,
-korpair version, training corpus, best validation metrics). Folders written by
-korpair 0.1 kept the run config in a side file, ``korpair_train.yaml``; they
-still load: the section is then read from that file.
+korpair version, training corpus, training recipe, best validation metrics),
+whose tokenizer's ``model_max_length`` is the trained max length (so
+``transformers.pipeline(..., truncation=True)`` cuts pairs where korpair does)
+and whose ``README.md`` is a model card. Folders written by korpair 0.1 kept
+the run config in a side file, ``korpair_train.yaml``; they still load: the
+section is then read from that file.
 
 >>> read_section("no/such/folder")
 {}
+>>> section = build_section(None, ("yes", "no"))
+>>> section["labels"], corpus_config(section)
+(['yes', 'no'], None)
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from korpair.config import RUN_CONFIG_NAME
+from korpair.config import RUN_CONFIG_NAME, CorpusConfig, TrainConfig
+from korpair.errors import ModelFolderError
+from korpair.version import __version__
 
 SECTION = "korpair"  # the key of korpair's section in config.json
 FORMAT_VERSION = 1  # bump when the section's meaning changes
+TASK = "pair-classification"
+CARD_NAME = "README.md"  # the model card, where the Hugging Face hub looks for it
+
+# The corpus settings that say how to read the same data again; download and max_train_pairs only
+# steer a training run.
+CORPUS_KEYS = ("name", "data_dir", "train_file", "validation_file", "test_file", "format", "text_a_column",
+               "text_b_column", "label_column", "labels", "drop_labels", "encoding")
+# Validation metrics kept in the section, with their names on the hub (model-index metric types).
+VALIDATION_METRICS = {"val_accuracy": ("accuracy", "validation accuracy"),
+                      "val_macro_f1": ("f1", "validation macro-F1"),
+                      "val_loss": ("loss", "validation loss")}
+# Built-in corpora as the hub names them, and their licence (the one korpair.corpora.builtin states).
+HUB_DATASETS = {"klue-nli": ("klue/klue", "nli", "cc-by-sa-4.0"),
+                "kornli": ("kakaobrain/kor_nli", None, "cc-by-sa-4.0")}
+_HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
+_FROM_SCRATCH_SIZES = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout")
+
+
+def build_section(cfg: TrainConfig | None, labels: Sequence[str], metrics: Mapping[str, Any] | None = None,
+                  precision: str | None = None) -> dict[str, Any]:
+    """The ``korpair`` section of a model trained with ``cfg`` (``None``: a model built outside a run).
+
+    ``metrics`` are the best checkpoint's (``val_accuracy``, ``val_macro_f1``,
+    ``val_loss``, and the run's counts such as ``global_step``); ``precision``
+    is the one training ran in, where ``cfg`` says ``auto``.
+
+    >>> cfg = TrainConfig.from_file(None, ["corpus.name=klue-nli", "data.max_seq_length=128"])
+    >>> section = build_section(cfg, ("entailment", "neutral", "contradiction"), {"val_accuracy": 0.8})
+    >>> section["max_seq_length"], section["corpus"]["name"], section["metrics"]
+    (128, 'klue-nli', {'val_accuracy': 0.8})
+    """
+    metrics = metrics or {}
+    section: dict[str, Any] = {"format_version": FORMAT_VERSION, "task": TASK, "labels": list(labels),
+                               "korpair_version": __version__}
+    if cfg is not None:
+        section["max_seq_length"] = cfg.data.max_seq_length
+        corpus = cfg.corpus.model_dump(mode="json")
+        section["corpus"] = {k: corpus[k] for k in CORPUS_KEYS if corpus[k] is not None}
+        section["training"] = _recipe(cfg, metrics, precision)
+    section["metrics"] = {k: float(metrics[k]) for k in VALIDATION_METRICS
+                          if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics[k], bool)}
+    return section
 
 
 def read_section(folder: str | Path) -> dict[str, Any]:
@@ -41,6 +94,156 @@ def trained_max_length(folder: str | Path) -> int | None:
     """Tokens per pair the model was trained with, where the folder records it."""
     value = read_section(folder).get("max_seq_length")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def corpus_config(section: Mapping[str, Any], where: str = "config.json") -> CorpusConfig | None:
+    """The corpus a model was trained on, as recorded in its section; ``None`` where none is.
+
+    ``where`` names the file the section came from, for the error raised when
+    the record is not one this korpair can read.
+
+    >>> corpus_config({"corpus": {"name": "kornli", "max_train_pairs": 1000}}).name
+    'kornli'
+    """
+    raw = section.get("corpus")
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        return None
+    try:
+        return CorpusConfig.model_validate({k: raw[k] for k in CORPUS_KEYS if k in raw})
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ModelFolderError(f"{where}: {SECTION}.corpus.{key}: {first['msg']} (got {first.get('input')!r}); "
+                               "the recorded training corpus cannot be read by this korpair version") from None
+
+
+def model_card(section: Mapping[str, Any], model_ref: str = "path/to/model", title: str = "korpair model") -> str:
+    """A Hugging Face model card (``README.md``) for a folder with this section.
+
+    It opens with the hub's metadata header (YAML front matter), then gives the
+    labels in id order, the validation results, how to load the model with
+    korpair and with plain transformers, and the training recipe. ``model_ref``
+    is what the code examples load (the folder, or a hub name once uploaded).
+
+    >>> card = model_card(build_section(None, ("yes", "no")))
+    >>> card.startswith("---\\nlanguage: ko\\n"), "| 1 | no |" in card
+    (True, True)
+    """
+    labels = [str(x) for x in section.get("labels") or []]
+    corpus = section.get("corpus") if isinstance(section.get("corpus"), Mapping) else {}
+    training = section.get("training") if isinstance(section.get("training"), Mapping) else {}
+    metrics = section.get("metrics") if isinstance(section.get("metrics"), Mapping) else {}
+    max_length = section.get("max_seq_length")
+    version = section.get("korpair_version", __version__)
+    ref = json.dumps(model_ref, ensure_ascii=False)
+    parts = ["---\n" + yaml.safe_dump(_card_metadata(title, corpus, training, metrics), sort_keys=False,
+                                      allow_unicode=True) + "---", f"# {title}",
+             f"A Korean sentence-pair classifier trained with [korpair](https://pypi.org/project/korpair/) "
+             f"{version}. It reads two texts (premise, hypothesis) and gives the probability of each label.",
+             "## Labels", "Label ids, in the order of the model's outputs (`config.json` `id2label`):",
+             "| id | label |\n|---:|---|\n" + "\n".join(f"| {i} | {name} |" for i, name in enumerate(labels))]
+    if metrics:
+        shown = {k: VALIDATION_METRICS[k][1] for k in VALIDATION_METRICS if k in metrics}
+        parts += ["## Validation results", f"On {_corpus_name(corpus)}, split validation, best checkpoint:",
+                  "| metric | value |\n|---|---:|\n"
+                  + "\n".join(f"| {name} | {metrics[k]:.4f} |" for k, name in shown.items())]
+    cut = (f"Pairs longer than {max_length} tokens are cut as in training (the longer text first): the "
+           f"tokenizer's `model_max_length` is {max_length}, so pass `truncation=True`." if max_length else
+           "Pass `truncation=True` so that long pairs are cut to the tokenizer's `model_max_length`.")
+    parts += ["## Use with korpair", "```python\nfrom korpair import Predictor\n\n"
+              f"predictor = Predictor.from_pretrained({ref})\n"
+              '[p] = predictor.predict([("비가 온다", "날씨가 맑다")])\nprint(p.label, p.scores)\n```',
+              "## Use with transformers", cut,
+              "```python\nfrom transformers import pipeline\n\n"
+              f'classify = pipeline("text-classification", model={ref}, truncation=True)\n'
+              'classify({"text": "비가 온다", "text_pair": "날씨가 맑다"}, top_k=None)\n```',
+              "```python\nimport torch\nfrom transformers import AutoModelForSequenceClassification, "
+              f"AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained({ref})\n"
+              f"model = AutoModelForSequenceClassification.from_pretrained({ref})\n"
+              'batch = tokenizer(["비가 온다"], ["날씨가 맑다"], truncation=True, return_tensors="pt")\n'
+              "with torch.no_grad():\n    probs = model(**batch).logits.softmax(-1)\n"
+              "print(model.config.id2label[int(probs.argmax())])\n```"]
+    if training:
+        parts += ["## Training", "| setting | value |\n|---|---|\n"
+                  + "\n".join(f"| {k} | {v} |" for k, v in _recipe_rows(corpus, training, max_length))]
+    license_note = ("The `license` field follows the training data" if corpus.get("name") in HUB_DATASETS
+                    else "Set the `license` field to the terms of the training data")
+    base = " and of the base model" if training.get("base_model") else ""
+    parts += ["## License", f"{license_note}; the terms of the data{base} apply to this model."]
+    return "\n\n".join(parts) + "\n"
+
+
+def _recipe(cfg: TrainConfig, metrics: Mapping[str, Any], precision: str | None) -> dict[str, Any]:
+    m, o, t = cfg.model, cfg.optim, cfg.trainer
+    if m.from_scratch:
+        model: dict[str, Any] = {"from_scratch": True, **{k: getattr(m, k) for k in _FROM_SCRATCH_SIZES}}
+    else:
+        model = {"base_model": m.name_or_path, "revision": m.revision}
+    recipe = {
+        **model, "batch_size": cfg.data.batch_size, "effective_batch_size": metrics.get("effective_batch_size"),
+        "optimizer": o.optimizer, "lr": o.lr, "weight_decay": o.weight_decay, "scheduler": o.scheduler,
+        "warmup": o.warmup_steps if o.warmup_steps is not None else o.warmup_ratio,
+        "max_epochs": t.max_epochs, "global_step": metrics.get("global_step"),
+        "precision": precision or t.precision, "seed": t.seed, "monitor": t.monitor,
+        "train_pairs": metrics.get("train_pairs"), "validation_pairs": metrics.get("validation_pairs"),
+    }
+    return {k: v for k, v in recipe.items() if v is not None}
+
+
+def _corpus_name(corpus: Mapping[str, Any]) -> str:
+    return str(corpus.get("name", "the validation data"))
+
+
+def _card_metadata(title: str, corpus: Mapping[str, Any], training: Mapping[str, Any],
+                   metrics: Mapping[str, Any]) -> dict[str, Any]:
+    hub = HUB_DATASETS.get(str(corpus.get("name")))
+    meta: dict[str, Any] = {"language": "ko", "license": hub[2] if hub else "other"}
+    if hub:
+        meta["datasets"] = [hub[0]]
+    base = training.get("base_model")
+    if isinstance(base, str) and _HUB_NAME.fullmatch(base) and not base.startswith("."):
+        meta["base_model"] = base  # a hub name; a local folder means nothing on the hub
+    meta.update({"library_name": "transformers", "pipeline_tag": "text-classification",
+                 "tags": ["korpair", "sentence-pair-classification", "korean"]})
+    scored = [k for k in VALIDATION_METRICS if k in metrics and k != "val_loss"]
+    if scored:
+        meta["metrics"] = [VALIDATION_METRICS[k][0] for k in scored]
+        dataset = {"name": _corpus_name(corpus), "type": hub[0] if hub else _corpus_name(corpus),
+                   **({"config": hub[1]} if hub and hub[1] else {}), "split": "validation"}
+        meta["model-index"] = [{"name": title, "results": [{
+            "task": {"type": "text-classification", "name": "Sentence-pair classification"},
+            "dataset": dataset,
+            "metrics": [{"type": VALIDATION_METRICS[k][0], "value": round(float(metrics[k]), 4),
+                         "name": VALIDATION_METRICS[k][1],
+                         **({"args": {"average": "macro"}} if k == "val_macro_f1" else {})} for k in scored],
+        }]}]
+    return meta
+
+
+def _recipe_rows(corpus: Mapping[str, Any], training: Mapping[str, Any], max_length: Any) -> list[tuple]:
+    if training.get("from_scratch"):
+        t = training
+        model = (f"BERT from scratch: {t.get('num_layers')} layers, {t.get('hidden_size')} wide, "
+                 f"{t.get('num_heads')} heads, feed-forward {t.get('intermediate_size')}, "
+                 f"vocabulary {t.get('vocab_size')} (WordPiece from the training texts)")
+    else:
+        revision = f" (revision {training['revision']})" if training.get("revision") else ""
+        model = f"{training.get('base_model')}{revision}"
+    files = ", ".join(f"{split}: {corpus[f'{split}_file']}" for split in ("train", "validation", "test")
+                      if corpus.get(f"{split}_file"))
+    rows = [("model", model), ("corpus", _corpus_name(corpus) + (f" ({files})" if files else "")),
+            ("max length", f"{max_length} tokens per pair"),
+            ("batch size", f"{training.get('batch_size')} (effective "
+                           f"{training.get('effective_batch_size', training.get('batch_size'))})"),
+            ("learning rate", f"{training.get('lr')} ({training.get('optimizer')}, {training.get('scheduler')} "
+                              f"schedule, warmup {training.get('warmup')})"),
+            ("epochs", training.get("max_epochs")), ("precision", training.get("precision")),
+            ("seed", training.get("seed")), ("best checkpoint by", training.get("monitor"))]
+    for key, name in (("global_step", "optimizer steps"), ("train_pairs", "training pairs"),
+                      ("validation_pairs", "validation pairs")):
+        if key in training:
+            rows.append((name, training[key]))
+    return rows
 
 
 def _legacy_section(folder: Path) -> dict[str, Any]:

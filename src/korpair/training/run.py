@@ -142,7 +142,7 @@ def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     }
     model_dir = out / "model"
     if trainer.is_global_zero:
-        export_model(task.model, tokenizer, model_dir, cfg)
+        export_model(task.model, tokenizer, model_dir, cfg, metrics=metrics, precision=trainer.precision)
         write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
         csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
         if csvs:
