@@ -122,6 +122,6 @@ def test_precision_is_checked(tiny_model_dir, tmp_path):
     bad = run("predict", str(tiny_model_dir), "--premise", "가", "--hypothesis", "나", "--precision", "fp8")
     assert bad.exit_code == 2 and "fp8" in bad.output
     with pytest.raises(ConfigError, match="precision 'fp8'"):
-        api.load_predictor(tiny_model_dir, precision="fp8")
-    with pytest.raises(ValueError, match="precision 'half'"):
+        api.predict(tiny_model_dir, [("가", "나")], precision="fp8")
+    with pytest.raises(ConfigError, match="precision 'half'"):
         Predictor.from_pretrained(tiny_model_dir, precision="half")

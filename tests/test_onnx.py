@@ -1,4 +1,5 @@
-"""korpair.onnx: ONNX export (fp32 and int8) agrees with PyTorch, is written atomically, fails clearly."""
+"""ONNX export (fp32 and int8): Predictor.from_pretrained opens it, it agrees with PyTorch, it carries the
+model folder's metadata, is written atomically and fails clearly."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 pytest.importorskip("onnxruntime")
@@ -16,7 +18,8 @@ from korpair.corpora import read_pairs, read_split  # noqa: E402
 from korpair.errors import ConfigError, ModelFolderError  # noqa: E402
 from korpair.inference import Predictor  # noqa: E402
 from korpair.inference import onnx as korpair_onnx  # noqa: E402
-from korpair.inference.onnx import OnnxPredictor, export_onnx  # noqa: E402
+from korpair.inference.onnx import export_onnx  # noqa: E402
+from korpair.model_folder import trained_max_length  # noqa: E402
 from korpair.serve import create_app  # noqa: E402
 from korpair.types import Pair  # noqa: E402
 
@@ -58,7 +61,8 @@ def test_graph_has_dynamic_batch_and_sequence_axes(tiny_model_dir, tmp_path):
 def test_tiny_model_agrees_with_pytorch_at_any_batch_size(tiny_model_dir, tmp_path, test_pairs):
     folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
     expected = Predictor.from_pretrained(tiny_model_dir).predict_proba(test_pairs)
-    onnx_predictor = OnnxPredictor.from_pretrained(folder)
+    onnx_predictor = Predictor.from_pretrained(folder)
+    assert onnx_predictor.runtime.name == "ONNX Runtime"
     assert onnx_predictor.labels == ("entailment", "neutral", "contradiction")
     for batch_size in (1, 7, 64):
         got = onnx_predictor.predict_proba(test_pairs, batch_size)
@@ -67,7 +71,7 @@ def test_tiny_model_agrees_with_pytorch_at_any_batch_size(tiny_model_dir, tmp_pa
 
 def test_trained_model_fp32_agrees_fully(trained_run, trained_exports, test_pairs):
     ours = Predictor.from_pretrained(trained_run.model_dir).predict(test_pairs)
-    theirs = OnnxPredictor.from_pretrained(trained_exports["fp32"]).predict(test_pairs, batch_size=64)
+    theirs = Predictor.from_pretrained(trained_exports["fp32"]).predict(test_pairs, batch_size=64)
     assert [p.label for p in theirs] == [p.label for p in ours]
     for a, b in zip(ours, theirs):
         assert b.scores == pytest.approx(a.scores, abs=1e-4)
@@ -77,20 +81,70 @@ def test_learned_model_int8_agrees(learned_run, pair_task_files, tmp_path):
     """On a model with real margins (the sample run is near chance, so its labels are near-ties)."""
     pairs = read_pairs(pair_task_files / "validation.jsonl")
     ours = Predictor.from_pretrained(learned_run.model_dir).predict(pairs)
-    theirs = OnnxPredictor.from_pretrained(export_onnx(learned_run.model_dir, tmp_path / "int8", quantize=True)
-                                           ).predict(pairs)
+    theirs = Predictor.from_pretrained(export_onnx(learned_run.model_dir, tmp_path / "int8", quantize=True)
+                                       ).predict(pairs)
     agreement = np.mean([a.label == b.label for a, b in zip(ours, theirs)])
     assert agreement >= 0.98, agreement
 
 
 def test_trained_max_length_carries_over(trained_run, trained_exports):
-    assert (trained_exports["fp32"] / "korpair_train.yaml").is_file()
-    assert OnnxPredictor.from_pretrained(trained_exports["fp32"]).max_seq_length == \
-        Predictor.from_pretrained(trained_run.model_dir).max_seq_length
+    section = json.loads((trained_exports["fp32"] / "config.json").read_text())["korpair"]
+    assert section["max_seq_length"] == 64 and section["labels"] == ["entailment", "neutral", "contradiction"]
+    onnx_predictor = Predictor.from_pretrained(trained_exports["fp32"])
+    assert onnx_predictor.max_seq_length == Predictor.from_pretrained(trained_run.model_dir).max_seq_length
+    assert onnx_predictor.tokenizer.model_max_length == trained_max_length(trained_run.model_dir)
+
+
+def test_the_folder_keeps_the_korpair_section_the_card_and_the_run_config(tiny_model_dir, tmp_path):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    section = {"format_version": 1, "max_seq_length": 48, "corpus": {"name": "sample"}}
+    (model_dir / "config.json").write_text(json.dumps({**config, "korpair": section}), encoding="utf-8")
+    (model_dir / "README.md").write_text("# a model card\n", encoding="utf-8")
+    (model_dir / "korpair_train.yaml").write_text("data: {max_seq_length: 40}\n", encoding="utf-8")
+    out = export_onnx(model_dir, tmp_path / "onnx")
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["korpair"] == section
+    assert (out / "README.md").read_text(encoding="utf-8") == "# a model card\n"
+    assert (out / "korpair_train.yaml").read_bytes() == (model_dir / "korpair_train.yaml").read_bytes()
+    predictor = Predictor.from_pretrained(out)
+    assert predictor.max_seq_length == predictor.tokenizer.model_max_length == 48
+
+
+def test_a_0_1_folder_carries_its_max_length_over(tiny_model_dir, tmp_path):
+    """korpair 0.1 wrote no korpair section and no model card, and kept the run config beside the model."""
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config.pop("korpair", None)
+    (model_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (model_dir / "README.md").unlink(missing_ok=True)
+    (model_dir / "korpair_train.yaml").write_text(yaml.safe_dump({"data": {"max_seq_length": 40}}),
+                                                  encoding="utf-8")
+    out = export_onnx(model_dir, tmp_path / "onnx")
+    assert not (out / "README.md").exists()
+    predictor = Predictor.from_pretrained(out)
+    assert predictor.max_seq_length == predictor.tokenizer.model_max_length == 40
+
+
+def test_onnx_folders_refuse_other_precisions_and_devices(tiny_model_dir, tmp_path, monkeypatch):
+    import onnxruntime
+
+    folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    for precision in ("bf16", "16"):
+        with pytest.raises(ConfigError, match=r"ONNX model runs as exported.*precision='32'.*quantize=True"):
+            Predictor.from_pretrained(folder, precision=precision)
+    with pytest.raises(ConfigError, match="expected one of 32, bf16, 16"):
+        Predictor.from_pretrained(folder, precision="int8")
+    with pytest.raises(ConfigError, match="device 'mps': an ONNX model runs on 'cpu' or 'cuda'"):
+        Predictor.from_pretrained(folder, device="mps")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ConfigError, match="device 'cuda': this ONNX Runtime has no CUDA provider.*onnxruntime-gpu"):
+        Predictor.from_pretrained(folder, device="cuda")
+    predictor = Predictor.from_pretrained(folder)  # no device: the CPU, where ONNX Runtime has no CUDA
+    assert predictor.device.type == "cpu" and predictor.precision == "32"
 
 
 def test_predict_keeps_input_order_and_accepts_tuples(tiny_model_dir, tmp_path, test_pairs):
-    predictor = OnnxPredictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx"))
+    predictor = Predictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx"))
     pairs = test_pairs[:20]
     forward = predictor.predict([(p.premise, p.hypothesis) for p in pairs], batch_size=4)
     backward = predictor.predict(list(reversed(pairs)), batch_size=3)
@@ -101,7 +155,7 @@ def test_predict_keeps_input_order_and_accepts_tuples(tiny_model_dir, tmp_path, 
 
 
 def test_server_takes_an_onnx_predictor(tiny_model_dir, tmp_path):
-    predictor = OnnxPredictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx"))
+    predictor = Predictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx"))
     with TestClient(create_app(predictor)) as client:
         response = client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"})
     assert response.status_code == 200, response.text
@@ -129,15 +183,19 @@ def test_bad_folders_are_named(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, run_dir / "model")
     with pytest.raises(ModelFolderError, match=r"no config\.json.*did you mean .*model"):
         export_onnx(run_dir)
-    with pytest.raises(ModelFolderError, match=r"not an ONNX model folder.*export_onnx"):
-        OnnxPredictor.from_pretrained(tiny_model_dir)
+    onnx_dir = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    with pytest.raises(ModelFolderError, match=r"already an ONNX model folder; export the PyTorch model folder"):
+        export_onnx(onnx_dir, tmp_path / "again")
+    (onnx_dir / "config.json").unlink()
+    with pytest.raises(ModelFolderError, match=r"no config\.json.*config\.json and tokenizer that export_onnx"):
+        Predictor.from_pretrained(onnx_dir)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "model.onnx").write_bytes(b"not a protobuf")
     shutil.copy(tiny_model_dir / "config.json", tmp_path / "junk")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_model_dir / name, tmp_path / "junk")
     with pytest.raises(ModelFolderError, match="ONNX Runtime cannot load it"):
-        OnnxPredictor.from_pretrained(tmp_path / "junk")
+        Predictor.from_pretrained(tmp_path / "junk")
 
 
 def test_cli_export_then_predict_and_serve_use_the_onnx_folder(tiny_model_dir, tmp_path):
@@ -158,7 +216,7 @@ def test_cli_export_then_predict_and_serve_use_the_onnx_folder(tiny_model_dir, t
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     classifier = _load(out, None)
-    assert type(classifier).__name__ == "OnnxPredictor"
+    assert classifier.runtime.name == "ONNX Runtime"
     with TestClient(create_app(classifier)) as client:
         served = client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"}).json()
     assert served["label"] == answer["label"]
