@@ -34,7 +34,7 @@ for fp32 runs, bf16 for bf16 runs).
 
 Also: encoding time (korpair encode_pairs vs HF datasets.map vs a per-example
 loop over transformers' Python BertTokenizerLegacy, as ratsnlp tokenizes),
-inference (Predictor and OnnxPredictor at batch 64 vs
+inference (Predictor on PyTorch and on ONNX Runtime at batch 64 vs
 transformers.pipeline("text-classification")), and the agreement of ONNX fp32
 and int8 predictions with PyTorch on the 3000 dev pairs, with a W1 model
 trained here.
@@ -433,12 +433,11 @@ def worker_export(spec: dict) -> dict:
 
 
 def worker_infer(spec: dict) -> dict:
-    """Pairs/s on W2: Predictor (fp32, bf16) and OnnxPredictor (fp32, int8) at batch 64 vs pipeline()."""
+    """Pairs/s on W2: Predictor on PyTorch (fp32, bf16) and on ONNX (fp32, int8) at batch 64 vs pipeline()."""
     from transformers import pipeline
 
     from korpair.corpora import read_pairs
     from korpair.inference import Predictor
-    from korpair.inference.onnx import OnnxPredictor
 
     root = Path(spec["root"])
     model_dir = root / "W2" / "init"
@@ -449,10 +448,10 @@ def worker_infer(spec: dict) -> dict:
         "pipeline (batch 64)": lambda: pipeline("text-classification", model=str(model_dir), device="cpu"),
         "Predictor fp32": lambda: Predictor.from_pretrained(model_dir, device="cpu", max_seq_length=MAX_LENGTH),
         "Predictor bf16": lambda: Predictor.from_pretrained(model_dir, device="cpu", max_seq_length=MAX_LENGTH,
-                                                            precision="bf16-mixed"),
-        "OnnxPredictor fp32": lambda: OnnxPredictor.from_pretrained(root / "W2" / "onnx", max_seq_length=MAX_LENGTH),
-        "OnnxPredictor int8": lambda: OnnxPredictor.from_pretrained(root / "W2" / "onnx-int8",
-                                                                    max_seq_length=MAX_LENGTH),
+                                                            precision="bf16"),
+        "ONNX fp32": lambda: Predictor.from_pretrained(root / "W2" / "onnx", device="cpu", max_seq_length=MAX_LENGTH),
+        "ONNX int8": lambda: Predictor.from_pretrained(root / "W2" / "onnx-int8", device="cpu",
+                                                       max_seq_length=MAX_LENGTH),
     }
     out = {}
     ticks, started = cpu_ticks(), time.perf_counter()
@@ -481,14 +480,13 @@ def worker_agreement(spec: dict) -> dict:
 
     from korpair.corpora import read_pairs
     from korpair.inference import Predictor
-    from korpair.inference.onnx import OnnxPredictor
 
     model_dir = Path(spec["model_dir"])
     pairs = read_pairs(Path(spec["root"]) / "all.jsonl")
     reference = Predictor.from_pretrained(model_dir, max_seq_length=MAX_LENGTH).predict_proba(pairs, INFER_BATCH)
     out = {"pairs": len(pairs)}
     for name in ("onnx", "onnx-int8"):
-        probs = OnnxPredictor.from_pretrained(model_dir.parent / name, max_seq_length=MAX_LENGTH).predict_proba(
+        probs = Predictor.from_pretrained(model_dir.parent / name, max_seq_length=MAX_LENGTH).predict_proba(
             pairs, INFER_BATCH)
         out[name] = {"label_agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
                      "max_abs_prob_diff": float(np.abs(probs - reference).max())}
