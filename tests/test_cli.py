@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from korpair.cli import app
+from korpair.cli.options import command_flags, in_flags
+from korpair.config import TrainConfig, load_config
+from korpair.errors import ConfigError
 
 runner = CliRunner()
 
@@ -17,11 +22,202 @@ def run(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_help_lists_commands():
+COMMANDS = ("train", "evaluate", "predict", "serve", "export", "corpora", "config")
+
+
+def help_of(command: str) -> str:
+    # wide enough that the rich tables of the small commands show every option whole
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "240"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def flags_of(command: str):
+    return command_flags(typer.main.get_command(app).commands[command])
+
+
+def test_every_command_is_there_and_its_help_shows_its_options():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("train", "evaluate", "predict", "serve", "config", "corpora"):
-        assert command in result.output
+    commands = typer.main.get_command(app).commands
+    for command in COMMANDS:
+        assert command in commands and command in result.output, f"'korpair {command}' disappeared"
+        text = help_of(command)
+        for param in commands[command].params:
+            for opt in [*param.opts, *param.secondary_opts]:
+                assert not opt.startswith("-") or opt in text, (command, opt)
+
+
+def test_train_help_has_an_option_for_every_config_key_grouped_by_section():
+    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).output
+    for section, field in TrainConfig.model_fields.items():
+        summary = field.annotation.__doc__.splitlines()[0].rstrip(".")
+        assert f"{section} ({summary[0].lower()}{summary[1:]}):" in text, section
+        for key, spec in field.annotation.model_fields.items():
+            assert f"--{section}.{key}" in text, f"{section}.{key}"
+            assert spec.description.split()[0] in text
+    for alias in ("-o", "--output-dir", "--model", "--corpus", "--data-dir", "--train-file", "--validation-file",
+                  "--epochs", "--max-steps", "--batch-size", "--lr", "--precision", "--accelerator", "--devices",
+                  "--num-nodes", "--strategy", "--seed", "--trust-remote-code", "--set", "--overwrite", "--resume"):
+        assert f"{alias} " in text or f"{alias}," in text, alias
+    assert "…" not in text, "no option name is cut short on an 80-column terminal"
+
+
+@pytest.mark.parametrize(("flags", "overrides"), [
+    (["--model", "klue/bert-base"], ["model.name_or_path=klue/bert-base"]),
+    (["--train-file", "t.tsv", "--validation-file", "d.tsv"], ["corpus.train_file=t.tsv", "corpus.validation_file=d.tsv"]),
+    (["--optim.betas", "[0.9, 0.98]", "--no-data.group_by_length", "--trust-remote-code", "--model.revision", "null",
+      "--epochs", "2", "--lr", "1e-4", "-o", "runs/x", "--set", "trainer.max_epochs=4"],
+     ["optim.betas=[0.9, 0.98]", "data.group_by_length=false", "model.trust_remote_code=true", "model.revision=null",
+      "trainer.max_epochs=2", "optim.lr=1e-4", "trainer.output_dir=runs/x", "trainer.max_epochs=4"]),
+])
+def test_the_shell_and_python_build_the_same_config(monkeypatch, flags, overrides):
+    from korpair import api
+
+    built = []
+
+    def fake_train(config, overrides, **kwargs):  # what korpair.train does first
+        built.append(load_config(config, overrides))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(api, "train", fake_train)
+    result = run("train", "sample", *flags)
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert built == [load_config("sample", overrides)]
+    shown = run("config", "sample", *flags)
+    assert shown.exit_code == 0 and shown.output.strip() == load_config("sample", overrides).to_yaml().strip()
+
+
+def test_a_contradiction_exits_2_in_flags():
+    result = run("config", "sample", "--model", "x", "--model.from_scratch")
+    assert result.exit_code == 2
+    assert "--model.name_or_path x and --model.from_scratch contradict each other" in result.output
+    result = run("config", "sample", "--train-file", "t.tsv")
+    assert result.exit_code == 2 and "needs --corpus.validation_file" in result.output
+
+
+def library_messages(tmp_path) -> dict[str, str]:
+    """Real messages of the library, each from the call that raises it."""
+    import socket
+
+    from korpair.corpora import fetch_corpus, read_pairs
+    from korpair.errors import KorpairError, TrainingInterrupted
+    from korpair.serve.server import _listen
+    from korpair.training.run import prepare_output_dir
+
+    (tmp_path / "cp949.tsv").write_bytes("sentence1\tsentence2\tgold_label\n비가 온다\t맑다\tneutral\n".encode("cp949"))
+    (tmp_path / "cols.tsv").write_text("s1\ts2\ty\n가\t나\tneutral\n", encoding="utf-8")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "old.txt").write_text("x")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    calls = {
+        "encoding": lambda: read_pairs(tmp_path / "cp949.tsv"),
+        "columns": lambda: read_pairs(tmp_path / "cols.tsv"),
+        "download": lambda: fetch_corpus("klue-nli", tmp_path / "klue", download=False),
+        "interrupted": lambda: (_ for _ in ()).throw(TrainingInterrupted(tmp_path / "run", 5)),
+        "output": lambda: prepare_output_dir(tmp_path / "run", overwrite=False),
+        "port": lambda: _listen("127.0.0.1", taken.getsockname()[1]),
+        "contradiction": lambda: load_config("sample", ["model.name_or_path=x", "model.from_scratch=true"]),
+        "files": lambda: load_config("sample", ["corpus.train_file=t.tsv"]),
+    }
+    messages = {}
+    for name, call in calls.items():
+        with pytest.raises(KorpairError) as err:
+            call()
+        messages[name] = str(err.value)
+    taken.close()
+    return messages
+
+
+def test_library_messages_name_python_arguments_and_config_keys_not_flags(tmp_path):
+    for name, message in library_messages(tmp_path).items():
+        assert not re.search(r"(?<![\w/-])--[a-z]", message), (name, message)
+
+
+def test_no_library_string_names_a_flag():
+    """Flags belong to cli/; elsewhere only docstrings and the aliases declared beside config keys hold them."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "korpair"
+    found = []
+    for path in src.rglob("*.py"):
+        if path.relative_to(src).parts[0] == "cli":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        allowed = {id(arg) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                   and getattr(node.func, "id", None) == "_cli" for arg in node.args}
+        allowed |= {id(node.body[0].value) for node in ast.walk(tree)
+                    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                    and ast.get_docstring(node) is not None}
+        found += [f"{path.name}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in allowed
+                  and re.search(r"(?<![\w/-])--[a-z]", node.value)]
+    assert not found, found
+
+
+# (command, message, what its flags read)
+IN_FLAGS = [
+    ("train", "encoding", "pass --corpus.encoding cp949"),
+    ("train", "columns", "Name yours with --corpus.text_a_column / --corpus.text_b_column / --corpus.label_column."),
+    ("train", "download", "or point --corpus.data_dir at the folder"),
+    ("train", "interrupted", "continue it with --resume "),
+    ("train", "output", "pass --overwrite to replace it, --resume "),
+    ("train", "output", "or choose another --trainer.output_dir"),
+    ("train", "contradiction", "--model.name_or_path x and --model.from_scratch contradict"),
+    ("train", "files", "--corpus.name files (your own data, which a --corpus.train_file implies) needs "
+                       "--corpus.validation_file"),
+    ("evaluate", "encoding", "pass --encoding cp949"),
+    ("evaluate", "columns", "Name yours with --text-a / --text-b / --label-column."),
+    ("predict", "encoding", "pass --encoding cp949"),
+    ("corpora", "download", "or point --data-dir at the folder"),
+    ("serve", "port", "Pick another with --port (0 picks a free one)"),
+    ("config", "contradiction", "--model.name_or_path x and --model.from_scratch contradict"),
+]
+
+
+def test_messages_read_in_the_flags_of_the_running_command_and_every_flag_exists(tmp_path):
+    messages = library_messages(tmp_path)
+    for command, name, expected in IN_FLAGS:
+        assert expected in in_flags(messages[name], flags_of(command)), (command, name)
+    for command in COMMANDS:
+        text, flags = help_of(command), flags_of(command)
+        for name, message in messages.items():
+            for flag in re.findall(r"(?<![\w/-])--[\w.-]*\w", in_flags(message, flags)):
+                assert flag in text, f"korpair {command} has no {flag} (from the {name} message)"
+
+
+def test_the_servers_warning_reads_in_flags(capsys):
+    import logging
+
+    from korpair.cli.options import LogFlags
+    from korpair.serve.server import _announce
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    in_serve = LogFlags()
+    in_serve.flags = flags_of("serve")
+    handler.addFilter(in_serve)
+    logging.getLogger("korpair").addHandler(handler)
+    try:
+        _announce("model", "0.0.0.0", 8000, blocking=False)
+    finally:
+        logging.getLogger("korpair").removeHandler(handler)
+    assert [r.getMessage() for r in records if "unless you mean it" in r.getMessage()] == [
+        "listening on 0.0.0.0:8000: any machine that can reach this one may use the model, with no authentication. "
+        "Use --host 127.0.0.1 unless you mean it."]
+
+
+def test_train_and_evaluate_print_the_encoding_hint_in_their_flags(trained_run, tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_bytes("sentence1\tsentence2\tgold_label\n비가 온다\t날씨가 맑다\tneutral\n".encode("cp949"))
+    result = run("train", "--train-file", str(path), "--validation-file", str(path), "-o", str(tmp_path / "run"))
+    assert result.exit_code == 2 and "pass --corpus.encoding cp949" in result.output, result.output
+    result = run("evaluate", str(trained_run.model_dir), "--data", str(path))
+    assert result.exit_code == 2 and "pass --encoding cp949" in result.output, result.output
 
 
 def test_bad_config_key_exits_2_naming_the_key(tmp_path):
@@ -52,6 +248,13 @@ def test_evaluate_writes_report(trained_run, tmp_path):
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert set(metrics["per_class"]) == {"entailment", "neutral", "contradiction"}
+
+
+def test_evaluate_defaults_to_the_corpus_the_model_records(trained_run, tmp_path):
+    result = run("evaluate", str(trained_run.model_dir), "--split", "test", "-o", str(tmp_path / "eval"))
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "eval" / "metrics.json").read_text())["data"]
+    assert data.startswith("sample:test") and f"evaluated: {data}" in result.output
 
 
 def test_evaluate_unknown_gold_label(trained_run, write_jsonl):

@@ -10,9 +10,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -20,9 +21,13 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
+from korpair.cli.options import ConfigCommand, LogFlags, command_flags, in_flags, overrides_from, with_config_options
+from korpair.config import load_config
 from korpair.errors import KorpairError, TrainingInterrupted
+from korpair.types import INFERENCE_PRECISIONS
 from korpair.version import __version__
 
+_LOG_FLAGS = LogFlags()
 app = typer.Typer(
     name="korpair", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Fine-tune, evaluate and serve Korean sentence-pair classifiers (NLI and more).",
@@ -39,6 +44,7 @@ def _setup_logging(verbose: bool) -> None:
     _VERBOSE = verbose
     logging.basicConfig(level=logging.WARNING, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.getLogger().handlers[0].addFilter(_LOG_FLAGS)
     logging.getLogger("korpair").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
@@ -81,66 +87,40 @@ def _main(
 
 
 TrustRemoteCode = Annotated[bool, typer.Option(help="run model code from the hub (only for models you trust)")]
-class InferencePrecision(str, Enum):
-    fp32 = "32"
-    bf16 = "bf16"
-
-
+# Read from korpair.types, so the choices follow the library's list.
+InferencePrecision = Enum("InferencePrecision", {name: name for name in INFERENCE_PRECISIONS}, type=str)
 Precision = Annotated[InferencePrecision, typer.Option(
-    help="32: exact fp32 scores; bf16: autocast, about 2x the pairs/s on a CPU with AVX512-BF16 or AMX "
-         "and on recent GPUs (scores within ~1e-2)")]
+    help="32: exact fp32 scores; the others autocast, about 2x the pairs/s where the hardware computes in them "
+         "(scores within ~1e-2)")]
+_DEFAULT_PRECISION = InferencePrecision("32" if "32" in INFERENCE_PRECISIONS else INFERENCE_PRECISIONS[0])
 Override = Annotated[list[str], typer.Option("--set", "-s", metavar="KEY=VALUE",
-                                              help="override a config key, e.g. --set optim.lr=3e-5 (repeatable)")]
+                                              help="override a config key, e.g. --set optim.lr=3e-5 (repeatable; "
+                                                   "applied after the other options)")]
+ConfigArg = Annotated[str, typer.Argument(
+    metavar="CONFIG", help="a preset name (sample, kcbert-klue-nli, ...) or a YAML/JSON config file")]
+_CONFIG_HELP = ("Every config key is an option named after it (--optim.lr 3e-5). Defaults shown are the built-in "
+                "ones; CONFIG may set others (korpair config CONFIG prints them). Lists are YAML ('[a, b]'); "
+                "null clears an optional key.")
 
 
-@app.command()
+@app.command(cls=ConfigCommand, epilog=_CONFIG_HELP)
+@with_config_options
 def train(
-    config: Annotated[str, typer.Argument(
-        help="a preset name (sample, kcbert-klue-nli, ...) or a YAML/JSON config file")] = "sample",
+    config: ConfigArg = "sample",
     set_: Override = [],
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="where the run goes")] = None,
-    corpus: Annotated[Optional[str], typer.Option(help="sample, klue-nli, kornli or files")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="folder with a built-in corpus's files")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="your training file (CSV/TSV/JSONL/JSON)")] = None,
-    validation_file: Annotated[Optional[Path], typer.Option(help="your validation file")] = None,
-    model: Annotated[Optional[str], typer.Option(help="hub name or local folder of a checkpoint")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="trainer.max_epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="trainer.max_steps")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="data.batch_size")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="optim.lr")] = None,
-    precision: Annotated[Optional[str], typer.Option(
-        help="auto (bf16-mixed where the hardware computes in bf16, else 32), 32, bf16-mixed or 16-mixed")] = None,
-    accelerator: Annotated[Optional[str], typer.Option(help="cpu, gpu or auto")] = None,
-    devices: Annotated[Optional[str], typer.Option(help="number of devices or auto")] = None,
-    num_nodes: Annotated[Optional[int], typer.Option(help="machines (DDP)")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="auto, ddp, fsdp, deepspeed")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="trainer.seed")] = None,
-    trust_remote_code: TrustRemoteCode = False,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
     resume: Annotated[Optional[str], typer.Option(
+        metavar="DIR|auto",
         help="continue an interrupted run: its folder, or 'auto' (the output folder, if it has a checkpoint)")] = None,
+    **options: Any,
 ) -> None:
     """Fine-tune a classifier and export the best model as a Hugging Face folder."""
     from korpair import api
 
-    shortcuts = {
-        "trainer.output_dir": output_dir, "corpus.name": corpus, "corpus.data_dir": data_dir,
-        "corpus.train_file": train_file, "corpus.validation_file": validation_file,
-        "model.name_or_path": model, "trainer.max_epochs": epochs, "trainer.max_steps": max_steps,
-        "data.batch_size": batch_size, "optim.lr": lr, "trainer.precision": precision,
-        "trainer.accelerator": accelerator, "trainer.devices": devices, "trainer.num_nodes": num_nodes,
-        "trainer.strategy": strategy, "trainer.seed": seed,
-    }
-    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(set_)
-    if train_file is not None and corpus is None:
-        overrides.insert(0, "corpus.name=files")
-    if model is not None:
-        overrides.append("model.from_scratch=false")
-    if trust_remote_code:
-        overrides.append("model.trust_remote_code=true")
-    if resume is not None and resume != "auto" and (config != "sample" or corpus or model):
+    if resume not in (None, "auto") and config != "sample":
         console.print("[yellow]--resume uses the run's saved config; the CONFIG argument is ignored[/yellow]")
-    result = _run(lambda: api.train(config, overrides, overwrite=overwrite, resume=resume))
+    overrides = overrides_from(options, set_)
+    result = _run(lambda: api.train(config, overrides, overwrite=overwrite, resume=resume), "train")
     _print_metrics("validation (best checkpoint)", result.metrics)
     out.print(f"model: {result.model_dir}\nrun:   {result.output_dir}  (metrics.json, training_curves.png, logs/)")
 
@@ -149,25 +129,31 @@ def train(
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="a model folder saved by korpair (or any HF classifier)")],
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="labelled CSV/TSV/JSONL/JSON file")] = None,
-    corpus: Annotated[str, typer.Option(help="built-in corpus when --data is not given")] = "sample",
-    split: Annotated[str, typer.Option(help="split of --corpus: validation or test")] = "validation",
+    corpus: Annotated[Optional[str], typer.Option(
+        help="a built-in corpus (sample, klue-nli, kornli) instead of the one the model folder records",
+        show_default="the model's own")] = None,
+    split: Annotated[str, typer.Option(help="split of the corpus: validation or test")] = "validation",
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="report folder")] = None,
-    text_a: Annotated[Optional[str], typer.Option(help="column of the first text")] = None,
-    text_b: Annotated[Optional[str], typer.Option(help="column of the second text")] = None,
+    text_a_column: Annotated[Optional[str], typer.Option("--text-a", help="column of the first text")] = None,
+    text_b_column: Annotated[Optional[str], typer.Option("--text-b", help="column of the second text")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="column of the gold label")] = None,
     encoding: Annotated[str, typer.Option(help="file encoding, e.g. cp949")] = "utf-8",
     batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
-    precision: Precision = InferencePrecision.fp32,
+    precision: Precision = _DEFAULT_PRECISION,
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class scores, confusion matrix and a predictions file."""
+    """Accuracy, macro-F1, per-class scores, confusion matrix and a predictions file.
+
+    Without --data or --corpus, the split of the corpus the model was trained on.
+    """
     from korpair import api
 
     report = _run(lambda: api.evaluate(model_dir, data, corpus=corpus, split=split, output_dir=output_dir,
-                                       batch_size=batch_size, text_a_column=text_a, text_b_column=text_b,
-                                       label_column=label_column, encoding=encoding, precision=precision.value,
-                                       trust_remote_code=trust_remote_code))
+                                       batch_size=batch_size, text_a_column=text_a_column,
+                                       text_b_column=text_b_column, label_column=label_column, encoding=encoding,
+                                       precision=precision.value, trust_remote_code=trust_remote_code), "evaluate")
     m = report.metrics
+    out.print(f"evaluated: {m['data']}", highlight=False)
     table = Table(title=f"{m['data']}  (n={m['n']})")
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "label" else "right")
@@ -192,11 +178,11 @@ def predict(
     hypothesis: Annotated[Optional[str], typer.Option(help="second text of one pair")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON file of pairs")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="JSONL or CSV/TSV file to write")] = None,
-    text_a: Annotated[Optional[str], typer.Option(help="column of the first text")] = None,
-    text_b: Annotated[Optional[str], typer.Option(help="column of the second text")] = None,
+    text_a_column: Annotated[Optional[str], typer.Option("--text-a", help="column of the first text")] = None,
+    text_b_column: Annotated[Optional[str], typer.Option("--text-b", help="column of the second text")] = None,
     encoding: Annotated[str, typer.Option(help="input encoding, e.g. cp949")] = "utf-8",
     batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
-    precision: Precision = InferencePrecision.fp32,
+    precision: Precision = _DEFAULT_PRECISION,
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Classify one pair (--premise/--hypothesis) or a whole file (--input/--output)."""
@@ -205,15 +191,16 @@ def predict(
     if input is not None:
         if output is None:
             _fail("--input needs --output (a .jsonl, .csv or .tsv file)")
-        n = _run(lambda: api.predict_file(model_dir, input, output, batch_size=batch_size, text_a_column=text_a,
-                                          text_b_column=text_b, encoding=encoding, progress=True,
-                                          precision=precision.value, trust_remote_code=trust_remote_code))
+        n = _run(lambda: api.predict_file(model_dir, input, output, batch_size=batch_size,
+                                          text_a_column=text_a_column, text_b_column=text_b_column,
+                                          encoding=encoding, progress=True, precision=precision.value,
+                                          trust_remote_code=trust_remote_code), "predict")
         out.print(f"{n} predictions written to {output}")
         return
     if premise is None or hypothesis is None:
         _fail("give --premise and --hypothesis, or --input and --output")
     [p] = _run(lambda: api.predict(model_dir, [(premise, hypothesis)], precision=precision.value,
-                                   trust_remote_code=trust_remote_code))
+                                   trust_remote_code=trust_remote_code), "predict")
     out.print_json(json.dumps({"premise": premise, "hypothesis": hypothesis, **p.to_dict()}, ensure_ascii=False))
 
 
@@ -235,7 +222,7 @@ def serve(
     max_body_bytes: Annotated[Optional[int], typer.Option(help="request body size; larger ones get 413",
                                                           show_default="1048576")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N", show_default="cuda if available")] = None,
-    precision: Precision = InferencePrecision.fp32,
+    precision: Precision = _DEFAULT_PRECISION,
 ) -> None:
     """Serve a model over HTTP: JSON API (/predict, /docs) and a Korean demo page (/). Ctrl+C stops it."""
     from korpair import api
@@ -244,7 +231,7 @@ def serve(
     options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "batching": batching,
                "max_text_chars": max_text_chars, "max_pairs": max_pairs, "max_body_bytes": max_body_bytes}
     _run(lambda: api.serve(model_dir, host=host, port=port, device=device, precision=precision.value,
-                           limits={k: v for k, v in options.items() if v is not None}))
+                           limits={k: v for k, v in options.items() if v is not None}), "serve")
 
 
 @app.command()
@@ -262,7 +249,7 @@ def export(
         _fail(f"--format {format!r}: only 'onnx' is supported")
     if quantize not in (None, "int8"):
         _fail(f"--quantize {quantize!r}: only 'int8' is supported")
-    folder = _run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8"))
+    folder = _run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8"), "export")
     out.print(f"exported to {folder}  (korpair predict/evaluate/serve {folder})")
 
 
@@ -277,7 +264,7 @@ def corpora(
     if download:
         if download not in BUILTIN_CORPORA:
             _fail(f"unknown corpus {download!r}; built-in: {', '.join(BUILTIN_CORPORA)}")
-        files = _run(lambda: fetch_corpus(download, data_dir))
+        files = _run(lambda: fetch_corpus(download, data_dir), "corpora")
         for split, paths in files.items():
             out.print(f"{split}: {', '.join(map(str, paths))}")
         return
@@ -291,15 +278,15 @@ def corpora(
     out.print(table)
 
 
-@app.command("config")
+@app.command("config", cls=ConfigCommand, epilog=_CONFIG_HELP)
+@with_config_options
 def show_config(
     config: Annotated[Optional[str], typer.Argument(help="preset or file to resolve; default: all defaults")] = None,
     set_: Override = [],
+    **options: Any,
 ) -> None:
-    """Print a resolved config as YAML (start your own file from it)."""
-    from korpair import api
-
-    cfg = _run(lambda: api.load_config(config, set_))
+    """Print a resolved config as YAML (start your own file from it); takes the options of train."""
+    cfg = _run(lambda: load_config(config, overrides_from(options, set_)), "config")
     out.print(cfg.to_yaml(), markup=False, highlight=False)
 
 
@@ -315,15 +302,19 @@ def _print_metrics(title: str, metrics: dict) -> None:
     out.print(table)
 
 
-def _run(call):
+def _run(call: Callable, verb: str):
+    """Call the API; a ``KorpairError`` is printed in ``korpair VERB``'s flags and exits 2."""
     _quiet_libraries()
+    flags = command_flags(typer.main.get_command(app).commands[verb])
+    _LOG_FLAGS.flags = flags
     try:
         return call()
     except TrainingInterrupted as err:
-        console.print(f"[bold yellow]stopped:[/bold yellow] {escape(str(err))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold yellow]stopped:[/bold yellow] {escape(in_flags(str(err), flags))}", highlight=False,
+                      soft_wrap=True)
         raise typer.Exit(130) from None
     except KorpairError as err:
-        _fail(str(err))
+        _fail(in_flags(str(err), flags))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
         raise typer.Exit(130) from None
