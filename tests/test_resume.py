@@ -60,7 +60,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(data, tmp_path):
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
-    assert "korpair train --resume" in output
+    assert f"--resume {run}" in output, "the library's resume= written as the CLI flag"
     ckpt = run / "checkpoints" / "interrupted.ckpt"
     state = torch.load(ckpt, weights_only=True)
     steps_per_epoch = 960 // 32
@@ -176,4 +176,4 @@ def test_sigterm_during_validation_is_not_lost(data, tmp_path, sanity):
         assert "nothing to resume" in str(stopped.value) and not ckpt.exists()
     else:  # validation finishes, the next training batch runs, then the checkpoint
         assert torch.load(ckpt, weights_only=True)["global_step"] == 960 // 32 + 1
-        assert "--resume" in str(stopped.value)
+        assert f"resume='{run}'" in str(stopped.value)

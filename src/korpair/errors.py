@@ -37,7 +37,7 @@ class TrainingInterrupted(KorpairError):
         self.output_dir, self.step = output_dir, step
         if resumable:
             message = (f"training interrupted at step {step}; a resumable checkpoint is in "
-                       f"{output_dir}/checkpoints/. Continue with: korpair train --resume {output_dir}")
+                       f"{output_dir}/checkpoints/; continue it with resume='{output_dir}'")
         else:
             message = "training stopped by a signal before its first step; nothing to resume: start it again"
         super().__init__(message)

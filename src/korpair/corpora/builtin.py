@@ -158,7 +158,8 @@ def fetch_corpus(name: str, data_dir: Path | None = None, splits: Sequence[str] 
 
 
 def _manual_instructions(name: str, missing: Sequence[RemoteFile], data_dir: Path) -> str:
-    lines = [f"Fetch these {name} files yourself and put them in {data_dir}/ (or pass --data-dir):"]
+    lines = [f"Fetch these {name} files yourself and put them in {data_dir}/, or point data_dir= "
+             "(config: corpus.data_dir=) at the folder that holds them:"]
     for r in missing:
         src = r.urls[-1] if r.member else r.urls[0]
         lines.append(f"  {r.filename}  <-  {src}")

@@ -162,7 +162,7 @@ def _explain_decode_error(path: Path, err: UnicodeDecodeError, encoding: str) ->
         except UnicodeDecodeError:
             continue
         return (f"{path}:{lineno}: not valid {encoding} text; it looks like {ENCODING_NAMES[guess]}: "
-                f"pass encoding={guess!r} (CLI: --encoding {guess}, or --set corpus.encoding={guess})")
+                f"pass encoding={guess!r} (config: corpus.encoding={guess!r})")
     tried = " or ".join(ENCODING_NAMES[g] for g in guesses)
     return f"{path}:{lineno}: not valid {encoding} text (nor {tried}): is it a text file?"
 
@@ -264,8 +264,8 @@ def iter_pairs(
             if missing:
                 raise CorpusError(
                     f"{where}: missing {'; '.join(missing)}; the columns are {keys}. "
-                    "Name yours with text_a_column / text_b_column / label_column "
-                    "(CLI: --text-a / --text-b / --label-column)."
+                    "Name yours with text_a_column= / text_b_column= / label_column= "
+                    "(config: corpus.text_a_column= / corpus.text_b_column= / corpus.label_column=)."
                 )
             if lab is not None and lab not in keys:
                 lab = None

@@ -143,7 +143,7 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as err:
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}. "
-                          "Is another server using that port? Pick another with --port.") from None
+                          "Is another server using that port? Pick another with port= (0 picks a free one).") from None
     return sock
 
 
@@ -171,7 +171,7 @@ def _announce(model_dir: object, host: str, port: int, *, blocking: bool) -> Non
     url = f"http://{_url_host(host)}:{port}/"
     if not _is_loopback(host):
         log.warning("listening on %s:%d: any machine that can reach this one may use the model, with no "
-                    "authentication. Use --host 127.0.0.1 unless you mean it.", host, port)
+                    "authentication. Use host='127.0.0.1' unless you mean it.", host, port)
     name = model_dir if isinstance(model_dir, (str, Path)) else type(model_dir).__name__
     lines = [f"korpair: serving {name} on {url}  (API docs: {url}docs)"]
     if "google.colab" in sys.modules:

@@ -74,7 +74,7 @@ def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         ckpt_path = find_resume_checkpoint(out)
         if ckpt_path is None:
             raise OutputExistsError(f"{out}: no checkpoint to resume from (checkpoints/{INTERRUPTED} "
-                                    f"or checkpoints/{LAST}); start a new run with --overwrite")
+                                    f"or checkpoints/{LAST}); start a new run with overwrite=True")
         _keep_old_logs(out)
     elif trainer_is_rank_zero():  # other DDP ranks start later, into rank 0's folder
         prepare_output_dir(out, overwrite)
@@ -178,8 +178,8 @@ def prepare_output_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(
-                f"{out}: output folder is not empty; pass --overwrite to replace it, "
-                f"--resume {out} to continue it, or choose another --output-dir"
+                f"{out}: output folder is not empty; pass overwrite=True to replace it, "
+                f"resume='{out}' to continue it, or choose another trainer.output_dir"
             )
         for child in out.iterdir():
             if child.name != "model":
