@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import http.server
+import io
 import json
+import socket
+import tarfile
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +18,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from korpair.config import CorpusConfig
-from korpair.corpora import fetch_corpus, load_splits, read_pairs, read_split
+from korpair.corpora import BUILTIN_CORPORA, fetch_corpus, load_splits, read_pairs, read_split
 from korpair.errors import CorpusError, DownloadError
 from korpair.types import NLI_LABELS, LabelMap
 
@@ -157,32 +165,128 @@ def test_files_corpus_labels_from_data(tmp_path, write_jsonl):
         load_splits(CorpusConfig(name="files", train_file=train, validation_file=bad_val))
 
 
-def test_offline_download_error_says_what_to_fetch(tmp_path, monkeypatch):
-    import urllib.request
+# --- downloads (pooch) from mirrors on this machine ------------------------------------------------------------
 
-    def no_network(*a, **k):
-        raise OSError("network is unreachable")
 
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    monkeypatch.setattr("time.sleep", lambda s: None)
+class _Mirror(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 serving the folder it returns; ``folder.requests`` lists the paths asked for."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = type("Handler", (_Mirror,), {"requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # pooch waits between retries
+    yield Mirror(root, f"http://127.0.0.1:{server.server_address[1]}/", handler.requests)
+    server.shutdown()
+    server.server_close()
+
+
+@dataclasses.dataclass
+class Mirror:
+    root: Path
+    url: str
+    requests: list[str]
+
+
+def dead_url() -> str:
+    with socket.socket() as sock:  # a port nothing listens on: connection refused, as offline
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/gone.tsv"
+
+
+def point_at(monkeypatch, name: str, split: str, *urls: str, **changes):
+    """Make a built-in corpus's file come from ``urls`` (and e.g. another ``sha256``) for this test."""
+    corpus = BUILTIN_CORPORA[name]
+    [remote] = corpus.splits[split]
+    remote = dataclasses.replace(remote, urls=urls, **changes)
+    monkeypatch.setitem(BUILTIN_CORPORA, name, dataclasses.replace(corpus, splits={**corpus.splits, split: (remote,)}))
+    return remote
+
+
+def test_offline_download_error_says_what_to_fetch(tmp_path, monkeypatch, mirror):
+    point_at(monkeypatch, "kornli", "validation", dead_url(), dead_url())
+    data_dir = tmp_path / "kornli"
     with pytest.raises(DownloadError) as err:
-        fetch_corpus("kornli", tmp_path, ["validation"])
+        fetch_corpus("kornli", data_dir, ["validation"], retries=2)
     message = str(err.value)
-    assert "xnli.dev.ko.tsv" in message and str(tmp_path) in message and "https://" in message
-    assert not list(tmp_path.iterdir()), "no partial file may be left behind"
+    assert "could not download xnli.dev.ko.tsv" in message and message.count("gone.tsv: ") == 2, "both mirrors"
+    assert f"put them in {data_dir}/" in message and "xnli.dev.ko.tsv  <-  http://127.0.0.1" in message
+    assert "data_dir= (config: corpus.data_dir=)" in message
+    assert not list(data_dir.iterdir()), "no partial file may be left behind"
+    # offline, the first file's failure stands for all: the others are listed, not waited for
+    corpus = BUILTIN_CORPORA["kornli"]
+    dead = tuple(dataclasses.replace(r, urls=(dead_url(),)) for r in corpus.splits["train"])
+    monkeypatch.setitem(BUILTIN_CORPORA, "kornli", dataclasses.replace(corpus, splits={**corpus.splits, "train": dead}))
+    with pytest.raises(DownloadError) as err:
+        fetch_corpus("kornli", data_dir, ["train"], retries=1)
+    assert str(err.value).count("could not download") == 1
+    assert all(f"{r.filename}  <-  " in str(err.value) for r in dead) and len(dead) == 2
     with pytest.raises(DownloadError, match="download is off"):
-        fetch_corpus("klue-nli", tmp_path, ["validation"], download=False)
+        fetch_corpus("klue-nli", tmp_path / "klue", ["validation"], download=False)
 
 
-def test_download_verifies_checksum(tmp_path, monkeypatch):
-    import io
-    import urllib.request
+def test_download_verifies_checksum_and_leaves_no_file(tmp_path, monkeypatch, mirror):
+    (mirror.root / "xnli.dev.ko.tsv").write_bytes(b"tampered")
+    point_at(monkeypatch, "kornli", "validation", mirror.url + "xnli.dev.ko.tsv")
+    with pytest.raises(DownloadError, match=r"checksum mismatch \(expected sha256 821fb1c1"):
+        fetch_corpus("kornli", tmp_path / "kornli", ["validation"], retries=2)
+    assert mirror.requests == ["/xnli.dev.ko.tsv"] * 2, "a mismatch is retried (a cut transfer looks the same)"
+    assert not list((tmp_path / "kornli").iterdir())
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=0: io.BytesIO(b"tampered"))
-    monkeypatch.setattr("time.sleep", lambda s: None)
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_corpus("kornli", tmp_path, ["validation"])
-    assert not (tmp_path / "xnli.dev.ko.tsv").exists()
+
+def test_the_next_mirror_is_used_when_one_fails(tmp_path, monkeypatch, mirror, capfd):
+    text = tsv(ROWS).encode("utf-8")
+    (mirror.root / "b").mkdir()
+    (mirror.root / "b" / "xnli.dev.ko.tsv").write_bytes(text)
+    point_at(monkeypatch, "kornli", "validation", mirror.url + "a/xnli.dev.ko.tsv", mirror.url + "b/xnli.dev.ko.tsv",
+             sha256=hashlib.sha256(text).hexdigest())
+    files = fetch_corpus("kornli", tmp_path / "kornli", ["validation"], retries=2)
+    assert files == {"validation": [tmp_path / "kornli" / "xnli.dev.ko.tsv"]}
+    assert files["validation"][0].read_bytes() == text
+    assert mirror.requests == ["/a/xnli.dev.ko.tsv"] * 2 + ["/b/xnli.dev.ko.tsv"], "each mirror in order, retried"
+    assert sorted(p.name for p in (tmp_path / "kornli").iterdir()) == ["xnli.dev.ko.tsv"], "no temporary left"
+    assert "Downloading" not in capfd.readouterr().err, "pooch's own log stays quiet"
+    assert fetch_corpus("kornli", tmp_path / "kornli", ["validation"]) == files and len(mirror.requests) == 3
+
+
+def klue_tarball(path: Path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_the_archive_member_is_extracted_and_checked(tmp_path, monkeypatch, mirror):
+    dev = json.dumps([{"premise": "가", "hypothesis": "나", "gold_label": "neutral"}]).encode()
+    klue_tarball(mirror.root / "klue.tar.gz", {"./klue-nli-v1.1/klue-nli-v1.1_dev.json": dev,
+                                               "./klue-nli-v1.1/klue-nli-v1.1_train.json": b"[]"})
+    point_at(monkeypatch, "klue-nli", "validation", mirror.url + "klue.tar.gz", sha256=hashlib.sha256(dev).hexdigest())
+    files = fetch_corpus("klue-nli", tmp_path / "klue", ["validation"])
+    assert files["validation"][0].read_bytes() == dev
+    assert [p.name for p in (tmp_path / "klue").iterdir()] == ["klue-nli-v1.1_dev.json"], "only the member"
+    # an archive without the member, then one whose member fails its checksum: both are errors, no file
+    klue_tarball(mirror.root / "other.tar.gz", {"README": b"x"})
+    klue_tarball(mirror.root / "bad.tar.gz", {"klue-nli-v1.1/klue-nli-v1.1_dev.json": b"[1]"})
+    point_at(monkeypatch, "klue-nli", "validation", mirror.url + "other.tar.gz", mirror.url + "bad.tar.gz",
+             sha256=hashlib.sha256(dev).hexdigest())
+    with pytest.raises(DownloadError) as err:
+        fetch_corpus("klue-nli", tmp_path / "klue2", ["validation"])
+    assert "has no klue-nli-v1.1/klue-nli-v1.1_dev.json" in str(err.value)
+    assert "checksum mismatch" in str(err.value)
+    assert not list((tmp_path / "klue2").iterdir())
 
 
 KLUE_DEV = SHARED_DATA / "klue-nli" / "klue-nli-v1.1_dev.json"
@@ -204,3 +308,12 @@ def test_real_kornli_xnli_dev_loads_through_builtin_corpus():
     assert len(pairs) == 2490
     assert set(p.label for p in pairs) == set(NLI_LABELS)
     assert any('"' in p.premise for p in pairs), "quote characters inside TSV fields must survive"
+
+
+@pytest.mark.skipif(not KLUE_DEV.exists(), reason=f"{KLUE_DEV} absent (team data)")
+def test_real_klue_nli_dev_from_an_archive_matches_the_published_digest(tmp_path, monkeypatch, mirror):
+    klue_tarball(mirror.root / "klue-nli-v1.1.tar.gz", {"klue-nli-v1.1/klue-nli-v1.1_dev.json": KLUE_DEV.read_bytes()})
+    point_at(monkeypatch, "klue-nli", "validation", dead_url(), mirror.url + "klue-nli-v1.1.tar.gz")
+    cfg = CorpusConfig(name="klue-nli", data_dir=tmp_path / "klue")
+    assert len(read_split(cfg, "validation")) == 3000
+

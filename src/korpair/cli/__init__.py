@@ -45,7 +45,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     logging.getLogger().handlers[0].addFilter(_LOG_FLAGS)
-    logging.getLogger("korpair").setLevel(logging.INFO)
+    logging.getLogger("korpair").setLevel(logging.DEBUG if verbose else logging.INFO)  # DEBUG also lets pooch speak
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 

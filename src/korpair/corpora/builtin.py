@@ -2,7 +2,7 @@
 
 Example::
 
-    files = fetch_corpus("klue-nli")            # downloads what is missing, checks sha256
+    files = fetch_corpus("klue-nli")            # downloads what is missing (pooch), checks sha256
     files["validation"]                          # [PosixPath('~/.cache/korpair/corpora/klue-nli/...')]
 """
 
@@ -11,13 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,6 +38,8 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class BuiltinCorpus:
+    """A corpus korpair knows how to fetch: its files per split, labels, text and label columns, and licence."""
+
     name: str
     splits: dict[str, tuple[RemoteFile, ...]]
     labels: tuple[str, ...]
@@ -101,6 +100,7 @@ BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
 
 
 def default_data_dir(name: str) -> Path:
+    """Where a built-in corpus's files go by default: ``korpair_home()/corpora/NAME``."""
     return korpair_home() / "corpora" / name
 
 
@@ -110,6 +110,7 @@ def sample_corpus_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -121,8 +122,10 @@ def fetch_corpus(name: str, data_dir: Path | None = None, splits: Sequence[str] 
                  download: bool = True, retries: int = 3) -> dict[str, list[Path]]:
     """Make sure a built-in corpus's files are in ``data_dir``; download the missing ones.
 
-    Returns the local files of each split. With no network (or ``download=False``)
-    the error lists the files to fetch by hand and where to put them.
+    Each file is tried at its mirrors in order, each ``retries`` times, and checked
+    against its sha256 where one is published. Returns the local files of each
+    split. With no network (or ``download=False``) the error lists the files to
+    fetch by hand and where to put them.
     """
     corpus = BUILTIN_CORPORA[name]
     data_dir = Path(data_dir) if data_dir else default_data_dir(name)
@@ -142,6 +145,9 @@ def fetch_corpus(name: str, data_dir: Path | None = None, splits: Sequence[str] 
         for remote in missing:
             try:
                 _download(remote, data_dir / remote.filename, retries)
+            except _Unreachable as err:  # no mirror answered: the other files would wait for nothing too
+                failures.append(str(err))
+                break
             except DownloadError as err:
                 failures.append(str(err))
         if failures:
@@ -167,50 +173,83 @@ def _manual_instructions(name: str, missing: Sequence[RemoteFile], data_dir: Pat
 
 
 def _download(remote: RemoteFile, target: Path, retries: int) -> None:
-    errors = []
+    """Fetch one file through pooch, mirror after mirror; it appears at ``target`` whole and checked, or not at all."""
+    import requests
+
+    errors, unreachable = [], 0
     for url in remote.urls:
-        for attempt in range(retries):
-            try:
-                log.info("downloading %s (try %d)", url, attempt + 1)
-                _download_once(url, remote, target)
-                _verify(target, remote)
-                return
-            except (urllib.error.URLError, OSError, TimeoutError, tarfile.TarError) as err:
-                errors.append(f"{url}: {err}")
-                time.sleep(min(2**attempt, 8) if attempt + 1 < retries else 0)
-            except DownloadError as err:  # checksum mismatch: try the next source, not the same one
-                errors.append(str(err))
-                target.unlink(missing_ok=True)
-                break
-    raise DownloadError(f"could not download {remote.filename}: " + "; ".join(errors[-3:]))
+        log.info("downloading %s", url)
+        try:
+            # Everything lands in a temporary folder beside the target first, so the rename is atomic.
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
+                fetched = _fetch(url, remote, Path(tmp), retries)
+                problem = _problem(fetched, remote)
+                if problem:
+                    raise DownloadError(problem)
+                os.replace(fetched, target)
+            return
+        except DownloadError as err:
+            errors.append(f"{url}: {err}")
+        except ValueError as err:  # pooch's sha256 check failed on every try (or pooch refused the url)
+            reason = f"checksum mismatch (expected sha256 {remote.sha256})" if "hash" in str(err) else str(err)
+            errors.append(f"{url}: {reason}")
+        except requests.ConnectionError as err:
+            # requests wraps the cause in two pool messages; the innermost says it (e.g. "Failed to resolve ...")
+            cause = getattr(err.args[0], "reason", err) if err.args else err
+            errors.append(f"{url}: cannot connect: {str(cause).split(': ', 1)[-1]}")
+            unreachable += 1
+        except (OSError, tarfile.TarError) as err:  # requests' other errors (e.g. HTTP 404) are OSErrors too
+            errors.append(f"{url}: {err}")
+    error = _Unreachable if unreachable == len(remote.urls) else DownloadError
+    raise error(f"could not download {remote.filename}: " + "; ".join(errors))
 
 
-def _download_once(url: str, remote: RemoteFile, target: Path) -> None:
-    # Write to a temporary file in the same folder, then rename: never a half file.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+class _Unreachable(DownloadError):
+    """No mirror of a file could be reached at all (offline, or a firewall)."""
+
+
+def _fetch(url: str, remote: RemoteFile, folder: Path, retries: int) -> Path:
+    import pooch
+
+    archived = remote.member is not None and url.endswith(".tar.gz")
+    name = "archive.tar.gz" if archived else remote.filename
+    # An archive's digest is unknown (only its member's is published): the member is checked after extraction.
+    known_hash = None if archived or remote.sha256 is None else f"sha256:{remote.sha256}"
+    fetcher = pooch.create(path=folder, base_url="", registry={name: known_hash}, urls={name: url},
+                           retry_if_failed=retries - 1)
+    downloader = pooch.HTTPDownloader(timeout=60, progressbar=False)
+    with _quiet(pooch.get_logger()):
+        if not archived:
+            return Path(fetcher.fetch(name, downloader=downloader))
+        fetcher.fetch(name, processor=pooch.Untar(members=[remote.member], extract_dir="extracted"),
+                      downloader=downloader)
+    member = folder / "extracted" / remote.member
+    if not member.is_file():
+        raise DownloadError(f"the archive has no {remote.member}")
+    return member
+
+
+@contextmanager
+def _quiet(logger: logging.Logger):
+    # pooch logs every download and retry at INFO on its own handler; korpair says what it downloads itself,
+    # so pooch speaks only where korpair's own logging asks for detail (``korpair -v``).
+    level = logger.level
+    logger.setLevel(logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            if url.endswith(".tar.gz") and remote.member:
-                with tarfile.open(fileobj=resp, mode="r|gz") as tar:
-                    for info in tar:
-                        if info.name.lstrip("./") == remote.member and info.isfile():
-                            shutil.copyfileobj(tar.extractfile(info), out)
-                            break
-                    else:
-                        raise DownloadError(f"{url}: archive has no {remote.member}")
-            else:
-                shutil.copyfileobj(resp, out)
-        os.replace(tmp, target)
+        yield
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        logger.setLevel(level)
+
+
+def _problem(path: Path, remote: RemoteFile) -> str | None:
+    if path.stat().st_size == 0:
+        return "empty file"
+    if remote.sha256 and sha256_file(path) != remote.sha256:
+        return f"checksum mismatch (expected sha256 {remote.sha256})"
+    return None
 
 
 def _verify(path: Path, remote: RemoteFile) -> None:
-    if path.stat().st_size == 0:
-        path.unlink()
-        raise DownloadError(f"{path}: empty download")
-    if remote.sha256 and sha256_file(path) != remote.sha256:
-        raise DownloadError(
-            f"{path}: checksum mismatch (expected sha256 {remote.sha256}); delete it and download again"
-        )
+    problem = _problem(path, remote)
+    if problem:
+        raise DownloadError(f"{path}: {problem}; delete it to download it again")
