@@ -1,7 +1,9 @@
 """The ``korpair`` command: parse options, call ``korpair.api``, print the result.
 
-Errors a user can fix (``KorpairError``) are printed in one red paragraph and
-exit with status 2; nothing here does real work.
+Errors a user can fix (``KorpairError``) are printed in one red paragraph, in the
+flags of the command that is running (``korpair.cli.options.in_flags``), and exit
+with status 2; nothing here does real work. ``train`` and ``config`` take one
+option per config key, generated from ``TrainConfig``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from korpair.errors import KorpairError, TrainingInterrupted
 from korpair.types import INFERENCE_PRECISIONS
 from korpair.version import __version__
 
-_LOG_FLAGS = LogFlags()
+_LOG_FLAGS = LogFlags()  # set to the running command's flags by _run
 app = typer.Typer(
     name="korpair", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Fine-tune, evaluate and serve Korean sentence-pair classifiers (NLI and more).",
@@ -281,7 +283,8 @@ def corpora(
 @app.command("config", cls=ConfigCommand, epilog=_CONFIG_HELP)
 @with_config_options
 def show_config(
-    config: Annotated[Optional[str], typer.Argument(help="preset or file to resolve; default: all defaults")] = None,
+    config: Annotated[Optional[str], typer.Argument(
+        metavar="CONFIG", help="preset or file to resolve; default: all defaults")] = None,
     set_: Override = [],
     **options: Any,
 ) -> None:
