@@ -17,6 +17,7 @@ import logging
 import pickle
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,10 @@ def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
                  cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
     # weights_only: a checkpoint can carry no code; korpair's own state is tensors and plain types
     try:
-        with signal_handlers_kept():
+        with signal_handlers_kept(), warnings.catch_warnings():
+            # Lightning warns on a mid-epoch resume unless the DataLoader itself is stateful; here the
+            # data module carries the position (PairDataModule.state_dict) and replays the epoch exactly.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
             trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         # Lightning's own SIGTERM exit (status 0), which it takes before our handler is back on top
