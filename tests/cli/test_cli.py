@@ -141,7 +141,7 @@ def test_no_library_string_names_a_flag():
     import ast
     from pathlib import Path
 
-    src = Path(__file__).resolve().parents[1] / "src" / "korpair"
+    src = Path(__file__).resolve().parents[2] / "src" / "korpair"
     found = []
     for path in src.rglob("*.py"):
         if path.relative_to(src).parts[0] == "cli":

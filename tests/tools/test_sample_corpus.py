@@ -11,7 +11,7 @@ import pytest
 
 from tools.sample_corpus import LABELS, generate_nli_pairs, generate_pair_task, write_sample_corpus
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "korpair" / "resources" / "sample_nli"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "src" / "korpair" / "resources" / "sample_nli"
 SPLITS = ("train", "validation", "test")
 SHIPPED_SIZES = {"train": 900, "validation": 150, "test": 150}
 HANGUL = re.compile("[\uac00-\ud7a3]")

@@ -171,7 +171,7 @@ import sys, time
 import korpair.features.cache as data
 from korpair.types import NLI_LABELS, LabelMap, Pair
 from korpair.training.model import train_wordpiece_tokenizer
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
 from conftest import KOREAN_TEXTS
 
 real = data._write_features

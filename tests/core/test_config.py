@@ -65,7 +65,7 @@ def test_readme_config_reference_is_current():
 
     from tools.config_reference import reference
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     assert reference() in (root / "README.md").read_text(encoding="utf-8"), \
         "README config table is stale: run python -m tools.config_reference and paste its output"
 
