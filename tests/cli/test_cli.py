@@ -8,6 +8,7 @@ import re
 
 import pytest
 import typer
+from conftest import SHARED_DATA
 from typer.testing import CliRunner
 
 from korpair.cli import app
@@ -255,6 +256,36 @@ def test_evaluate_defaults_to_the_corpus_the_model_records(trained_run, tmp_path
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "eval" / "metrics.json").read_text())["data"]
     assert data.startswith("sample:test") and f"evaluated: {data}" in result.output
+
+
+KLUE_DEV = SHARED_DATA / "klue-nli" / "klue-nli-v1.1_dev.json"
+
+
+@pytest.mark.skipif(not KLUE_DEV.is_file(), reason="KLUE-NLI dev is not in ../shared/data")
+def test_a_klue_trained_model_evaluates_klue_validation_by_default(tmp_path):
+    """The built-in corpus a model was trained on, not the `sample` corpus, is what `evaluate MODEL` scores."""
+    import shutil
+
+    data_dir = tmp_path / "klue"  # the real dev file (its published sha256), and 300 of its pairs as "train"
+    data_dir.mkdir()
+    shutil.copy(KLUE_DEV, data_dir / KLUE_DEV.name)
+    rows = json.loads(KLUE_DEV.read_text(encoding="utf-8"))
+    (data_dir / "klue-nli-v1.1_train.json").write_text(json.dumps(rows[:300], ensure_ascii=False), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    trained = run("train", "sample", "--corpus", "klue-nli", "--data-dir", str(data_dir), "-o", str(run_dir),
+                  "--model.from_scratch", "--model.vocab_size", "500", "--model.hidden_size", "32",
+                  "--model.num_layers", "1", "--model.num_heads", "2", "--model.intermediate_size", "64",
+                  "--max-steps", "2", "--no-corpus.download", "--data.cache_dir", str(tmp_path / "cache"),
+                  "--no-trainer.progress_bar")
+    assert trained.exit_code == 0, trained.output
+    result = run("evaluate", str(run_dir / "model"), "-o", str(tmp_path / "eval"))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["data"].startswith("klue-nli:validation") and metrics["n"] == len(rows)
+    assert "evaluated: klue-nli:validation" in result.output
+    # KLUE publishes no test labels: asking for its test split is a clear error, not the sample corpus
+    missing = run("evaluate", str(run_dir / "model"), "--split", "test")
+    assert missing.exit_code == 2 and "test" in missing.output and "--data" in missing.output
 
 
 def test_evaluate_unknown_gold_label(trained_run, write_jsonl):
