@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -34,11 +35,14 @@ from korpair.config import korpair_home
 from korpair.errors import KorpairError
 from korpair.features import encode as _encode
 from korpair.features.encode import ENCODE_CHUNK, EncodedPairs
+from korpair.features.manifest import open_entry, write_manifest
 from korpair.types import LabelMap, Pair
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the on-disk layout changes
+# Part of the key: bump when the arrays change. The manifest did not change them: a 0.1 entry (no
+# manifest) sits under the key that replaces it, so it is rebuilt in place rather than left behind.
+CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
@@ -195,6 +199,9 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
     ``source_key``, a digest that fixes the pairs without reading them (e.g. the
     files' sha256 and the reading options): then a hit never touches ``pairs``.
 
+    A hit is checked against the entry's manifest (``korpair.features.manifest``)
+    first; a damaged entry is encoded again, in place, with a warning naming it.
+
     Example::
 
         stream = iter_pairs("train.jsonl", strict=False)
@@ -208,18 +215,28 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
                                                  "labels": label_map.names if label_map else None})
     elif isinstance(pairs, Sequence):
         key = _cache_key(tokenizer, max_length, {"pairs": pairs_fingerprint(pairs, label_map)})
-    if key is not None and (root / key / "offsets.npy").exists():
-        log.info("features cache hit: %s", root / key)
-        return EncodedPairs.load(root / key)
+    warned = False
+    if key is not None:
+        feats, problem = open_entry(root / key)
+        if feats is not None:
+            log.info("features cache hit: %s", root / key)
+            return feats
+        warned = _warn_damaged(root / key, problem)
     lock = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         _remove_orphaned_temp_folders(root)
         lock = _lock_key(root, key)
-        if key is not None and (root / key / "offsets.npy").exists():
-            _unlock(lock)
-            log.info("features cache hit, written by another process meanwhile: %s", root / key)
-            return EncodedPairs.load(root / key)
+        if key is not None:
+            feats, problem = open_entry(root / key)
+            if feats is not None:
+                _unlock(lock)
+                log.info("features cache hit, written by another process meanwhile: %s", root / key)
+                return feats
+            if problem is not None:
+                if not warned:
+                    _warn_damaged(root / key, problem)
+                _remove_entry(root / key)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".encoding.{os.getpid()}@{socket.gethostname()}."))
     except OSError as err:  # a read-only cache must not stop training
         _unlock(lock)
@@ -228,15 +245,9 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
         return _encode_in_memory(tokenizer, pairs, label_map, max_length)
     try:
         digest = _write_features(tokenizer, pairs, label_map, max_length, tmp)
+        write_manifest(tmp)
         folder = root / (key or _cache_key(tokenizer, max_length, {"pairs": digest}))
-        try:
-            os.rename(tmp, folder)  # atomic
-            log.info("features cached: %s", folder)
-        except OSError:
-            if not (folder / "offsets.npy").exists():
-                raise
-            # an iterator's content was already cached
-            log.info("features cache hit after encoding: %s", folder)
+        feats = _publish(tmp, folder, held=lock is not None)
     except OSError as err:  # disk full, quota ...
         if not isinstance(pairs, Sequence):  # a stream cannot be read twice
             raise KorpairError(f"could not write encoded features to {root}: {err}; free some space "
@@ -246,7 +257,54 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; cleans up after an error
         _unlock(lock)
-    return EncodedPairs.load(folder)
+    return feats
+
+
+def _publish(tmp: Path, folder: Path, *, held: bool) -> EncodedPairs:
+    """Rename the finished ``tmp`` to ``folder``, the entry's name; ``held``: its lock is held already.
+
+    An iterator without ``source_key`` learns its key only now, so the entry
+    may be there already: it is used if sound and replaced if damaged, under
+    the key's lock, as a keyed encoding would.
+    """
+    try:
+        os.rename(tmp, folder)  # atomic
+    except OSError:
+        if not folder.exists():
+            raise
+    else:
+        log.info("features cached: %s", folder)
+        return EncodedPairs.load(folder)
+    lock = None if held else _lock_key(folder.parent, folder.name)
+    try:
+        feats, problem = open_entry(folder)
+        if feats is not None:
+            log.info("features cache hit after encoding: %s", folder)
+            return feats
+        _warn_damaged(folder, problem)
+        _remove_entry(folder)
+        os.rename(tmp, folder)
+        log.info("features cached: %s", folder)
+        return EncodedPairs.load(folder)
+    finally:
+        _unlock(lock)
+
+
+def _warn_damaged(folder: Path, problem: str | None) -> bool:
+    if problem is None:
+        return False
+    log.warning("features cache entry %s cannot be trusted: %s; encoding the data again", folder, problem)
+    return True
+
+
+def _remove_entry(folder: Path) -> None:
+    """Delete a damaged entry: renamed first, so that a kill mid-way leaves a temporary folder
+    (removed by ``_remove_orphaned_temp_folders``), never half an entry under the key."""
+    if not folder.exists():
+        return
+    doomed = folder.with_name(f".encoding.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}")
+    os.rename(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _lock_key(root: Path, key: str | None) -> FileLock | None:
