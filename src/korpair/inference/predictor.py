@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from korpair.atomic import recover_dir
 from korpair.errors import ModelFolderError
 from korpair.features import PairCollator, encode_pairs
 from korpair.hardware import check_inference_precision, pad_multiple
@@ -73,6 +74,7 @@ class Predictor:
         """
         check_inference_precision(precision)
         path = Path(name_or_path)
+        recover_dir(path)  # a model swap that a killed process left half-done
         if not path.exists() and not HUB_ID.fullmatch(str(name_or_path)):
             raise ModelFolderError(f"{path}: no such model folder (nor a hub name like 'org/model')")
         if path.exists() and not (path / "config.json").is_file():
