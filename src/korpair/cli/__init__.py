@@ -223,6 +223,19 @@ def serve(
     max_pairs: Annotated[Optional[int], typer.Option(help="pairs per request", show_default="64")] = None,
     max_body_bytes: Annotated[Optional[int], typer.Option(help="request body size; larger ones get 413",
                                                           show_default="1048576")] = None,
+    max_queue_pairs: Annotated[Optional[int], typer.Option(
+        help="pairs waiting for the model; a request that would pass it gets 503", show_default="1024")] = None,
+    request_timeout_s: Annotated[Optional[float], typer.Option(
+        help="seconds from a request's headers to its answer; then 408 or 503", show_default="30")] = None,
+    header_timeout_s: Annotated[Optional[float], typer.Option(
+        help="seconds a connection may take to send its request headers; then it is closed", show_default="10")] = None,
+    keep_alive_s: Annotated[Optional[float], typer.Option(help="seconds an idle keep-alive connection stays open",
+                                                          show_default="5")] = None,
+    max_connections: Annotated[Optional[int], typer.Option(
+        help="open connections; past it the longest idle one is closed", show_default="1000")] = None,
+    allowed_hosts: Annotated[Optional[list[str]], typer.Option(
+        help="Host names served besides localhost, 127.0.0.1 and [::1] (repeat or comma-separate; "
+             "'*.example.org' subdomains, '*' any)", metavar="NAMES", show_default="none")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N", show_default="cuda if available")] = None,
     precision: Precision = _DEFAULT_PRECISION,
 ) -> None:
@@ -231,7 +244,10 @@ def serve(
 
     # Only the options given: ServeLimits holds the defaults.
     options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "batching": batching,
-               "max_text_chars": max_text_chars, "max_pairs": max_pairs, "max_body_bytes": max_body_bytes}
+               "max_text_chars": max_text_chars, "max_pairs": max_pairs, "max_body_bytes": max_body_bytes,
+               "max_queue_pairs": max_queue_pairs, "request_timeout_s": request_timeout_s,
+               "header_timeout_s": header_timeout_s, "keep_alive_s": keep_alive_s, "max_connections": max_connections,
+               "allowed_hosts": allowed_hosts}
     _run(lambda: api.serve(model_dir, host=host, port=port, device=device, precision=precision.value,
                            limits={k: v for k, v in options.items() if v is not None}), "serve")
 

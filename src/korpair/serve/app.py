@@ -11,7 +11,7 @@ Endpoints:
   ``{"label": ..., "scores": {...}}``; a list ``{"pairs": [{...}, ...]}`` answers
   ``{"predictions": [...]}`` in the same order.
 - ``GET /health``: status, labels, uptime and queue depth. ``GET /labels``: label names in id order.
-- ``GET /``: the demo page (``page.html``, no outside assets).
+- ``GET /``: the demo page (``page.html``, no outside assets). ``HEAD`` works wherever ``GET`` does.
 - ``GET /openapi.json`` and ``GET /docs`` (Swagger UI, with "Try it out").
 
 The API docs work offline. FastAPI's stock /docs loads Swagger UI from a CDN,
@@ -28,6 +28,12 @@ Every error, 4xx or 5xx, has one shape and names the fields at fault::
 
 A client mistake is never a 500; a server fault is a JSON 500 without a
 traceback (the traceback goes to the log) and the server keeps running.
+
+Load is shed, not queued for ever (``ServeLimits``): past ``max_queue_pairs`` waiting
+pairs, or ``request_timeout_s`` after its headers, a request gets 503 with
+Retry-After; a request whose client has gone is dropped before the model sees it.
+A Host name the server is not meant to have gets 421 (``guards.HostCheck``), and every
+answer carries nosniff and no-framing headers.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint
@@ -35,6 +41,7 @@ traceback (the traceback goes to the log) and the server keeps running.
 
 import importlib.resources
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from email.message import Message
@@ -47,8 +54,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from korpair.serve.batcher import BatcherClosed, Classifier, MicroBatcher, PredictionFailed
-from korpair.serve.limits import BodySizeLimit, ServeLimits
+from korpair.serve.batcher import BatcherClosed, Classifier, MicroBatcher, PredictionFailed, QueueFull
+from korpair.serve.guards import HostCheck, RequestDeadline, SecurityHeaders
+from korpair.serve.limits import CLOSE, BodySizeLimit, ServeLimits
 from korpair.types import Pair
 from korpair.version import __version__
 
@@ -98,12 +106,16 @@ class ErrorOut(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "the body is not valid JSON"},
+    400: {"model": ErrorOut, "description": "the body is not valid JSON (or not UTF-8, nested too deep, "
+                                            "a number too long)"},
+    408: {"model": ErrorOut, "description": "the body did not arrive within request_timeout_s"},
     413: {"model": ErrorOut, "description": "the body is larger than max_body_bytes"},
     415: {"model": ErrorOut, "description": "Content-Type is not application/json"},
+    421: {"model": ErrorOut, "description": "the Host header names a host this server does not answer to"},
     422: {"model": ErrorOut, "description": "a field is missing, of the wrong type, empty or too long"},
     500: {"model": ErrorOut, "description": "the model failed (details in the server log)"},
-    503: {"model": ErrorOut, "description": "the server is starting or stopping"},
+    503: {"model": ErrorOut, "description": "the server is busy (queue full, or no answer within "
+                                            "request_timeout_s: see Retry-After), starting or stopping"},
 }
 
 REQUEST_EXAMPLES = {
@@ -131,7 +143,7 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     limits = limits or ServeLimits()
     labels = list(classifier.labels)
     batcher = MicroBatcher(classifier, max_batch_size=limits.max_batch_size, max_wait_ms=limits.max_wait_ms,
-                           batching=limits.batching)
+                           batching=limits.batching, max_queue_pairs=limits.max_queue_pairs)
     page = importlib.resources.files("korpair.serve").joinpath("page.html").read_text(encoding="utf-8")
     started = time.monotonic()
     PairIn, PairsIn = _request_models(limits)
@@ -147,9 +159,18 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
         title="korpair", version=__version__, lifespan=lifespan,
         description="Korean sentence-pair classification (NLI). Send one pair or a list of pairs to /predict.",
     )
+    # add_middleware wraps what is there: the last one added sees a request first.
     app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes,
                        too_large=lambda n: _error_response(413, f"request body over {n} bytes"))
+    app.add_middleware(RequestDeadline, timeout_s=limits.request_timeout_s,
+                       timed_out=lambda body_received: _timed_out(limits, batcher, body_received))
+    app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts, refuse=_wrong_host)
+    app.add_middleware(SecurityHeaders)
     _add_error_handlers(app)
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:
+        return _error_response(503, str(exc), headers={"retry-after": str(exc.retry_after_s)})
 
     @app.post("/predict", response_model=PredictionOut | PredictionsOut, responses=ERROR_RESPONSES,
               dependencies=[Depends(_require_json)], summary="Classify one pair or a list of pairs")
@@ -185,7 +206,26 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     async def demo_page() -> HTMLResponse:
         return HTMLResponse(page)
 
+    # HEAD as GET (the server sends no body for HEAD); kept out of the schema, which documents GET.
+    for path, endpoint in (("/", demo_page), ("/health", health), ("/labels", get_labels)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
     return app
+
+
+def _timed_out(limits: ServeLimits, batcher: MicroBatcher, body_received: bool) -> JSONResponse:
+    if not body_received:
+        return _error_response(408, f"the request body did not arrive within request_timeout_s="
+                                    f"{limits.request_timeout_s:g} seconds", headers=dict(CLOSE))
+    return _error_response(503, f"no answer within request_timeout_s={limits.request_timeout_s:g} seconds: the "
+                                f"server is busy ({batcher.queue_depth} pairs wait for the model); retry later",
+                           headers={"retry-after": str(batcher.retry_after_s())})
+
+
+def _wrong_host(host: str) -> JSONResponse:
+    return _error_response(421, f"Host {host!r} is not served here: this server answers its loopback names "
+                                "(localhost, 127.0.0.1, [::1]) and the names in allowed_hosts, which guards "
+                                "against DNS rebinding. Add the name to allowed_hosts to serve it (e.g. behind a "
+                                "reverse proxy).")
 
 
 def _request_models(limits: ServeLimits) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -272,6 +312,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and (problem := _unparsable_body(exc.__cause__)):
+            return _error_response(400, f"the body cannot be read as JSON: {problem}",
+                                   [FieldProblem(field="body", problem=problem)])
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404:
             message = f"no such page: {request.url.path} (see /docs)"
@@ -292,6 +335,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback itself; the client sees no internals.
         return _error_response(500, "internal server error (details in the server log)")
+
+
+def _unparsable_body(cause: BaseException | None) -> str | None:
+    """What json.loads choked on, for the errors FastAPI reports only as "error parsing the body"."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (f"not UTF-8 (byte 0x{cause.object[cause.start]:02x} at position {cause.start}); "
+                "send JSON encoded as UTF-8")
+    if isinstance(cause, RecursionError):
+        return "nested too deeply (lists or objects inside each other ~1000 levels deep); a request is 3 levels deep"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return f"a number with over {sys.get_int_max_str_digits()} digits; send it as a string if you need it"
+    return None
 
 
 def _field_name(loc: Sequence[Any]) -> str:

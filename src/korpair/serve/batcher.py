@@ -10,6 +10,11 @@ With ``batching=False`` every request is predicted alone, still off the event
 loop. Either way a single worker thread calls the model, so calls never
 overlap: torch models are not safe to call from several threads at once.
 
+The queue is bounded: past ``max_queue_pairs`` pairs waiting, ``predict`` raises
+``QueueFull`` (the app answers 503 with Retry-After). A request whose caller is
+cancelled (its client went away, or it passed its deadline) leaves the queue at
+once, so nobody computes work that no one will read.
+
 Example::
 
     batcher = MicroBatcher(predictor, max_batch_size=32, max_wait_ms=5)
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +66,15 @@ class PredictionFailed(RuntimeError):
     """The classifier raised on this request's pairs (a server fault: answer 500)."""
 
 
-@dataclass
+class QueueFull(RuntimeError):
+    """Too many pairs wait for the model already: answer 503, and ask to come back in ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(eq=False)  # a job is itself: the queue removes it by identity
 class _Job:
     pairs: list[Pair]
     future: asyncio.Future
@@ -78,14 +92,16 @@ class MicroBatcher:
     """
 
     def __init__(self, classifier: Classifier, *, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 batching: bool = True) -> None:
-        if max_batch_size < 1 or max_wait_ms < 0:
-            raise ValueError(f"need max_batch_size >= 1 and max_wait_ms >= 0, "
-                             f"got {max_batch_size} and {max_wait_ms}")
+                 batching: bool = True, max_queue_pairs: int | None = None) -> None:
+        if max_batch_size < 1 or max_wait_ms < 0 or (max_queue_pairs is not None and max_queue_pairs < 1):
+            raise ValueError(f"need max_batch_size >= 1, max_wait_ms >= 0 and max_queue_pairs >= 1 (or None), "
+                             f"got {max_batch_size}, {max_wait_ms} and {max_queue_pairs}")
         self.classifier = classifier
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.batching = batching
+        self.max_queue_pairs = max_queue_pairs
+        self._seconds_per_pair = 0.0  # of the last model call: how fast the queue drains
         self._queue: deque[_Job] = deque()
         self._queued_pairs = 0
         self._in_flight: list[_Job] = []
@@ -137,18 +153,42 @@ class MicroBatcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    def retry_after_s(self) -> int:
+        """Whole seconds (1 to 60) the queue needs to drain at the speed of the last model call."""
+        return min(60, max(1, math.ceil(self._queued_pairs * self._seconds_per_pair)))
+
     async def predict(self, pairs: Sequence[Pair]) -> list[Prediction]:
-        """Predictions for ``pairs``, in order, computed in some batch together with other requests."""
+        """Predictions for ``pairs``, in order, computed in some batch together with other requests.
+
+        Raises ``QueueFull`` when ``max_queue_pairs`` would be passed (a request arriving at an
+        empty queue is always taken, however large). Cancelling the caller takes the request off the queue.
+        """
         if not self.is_running:
             raise BatcherClosed("the server is not running (starting up or shutting down)")
         if not pairs:
             return []
+        limit = self.max_queue_pairs
+        if limit is not None and self._queued_pairs and self._queued_pairs + len(pairs) > limit:
+            raise QueueFull(f"the server is busy: {self._queued_pairs} pairs already wait for the model "
+                            f"(the queue holds max_queue_pairs={limit}); retry later", self.retry_after_s())
         loop = asyncio.get_running_loop()
         job = _Job(list(pairs), loop.create_future(), loop.time())
         self._queue.append(job)
         self._queued_pairs += len(job.pairs)
         self._arrived.set()
-        return await job.future
+        try:
+            return await job.future
+        finally:
+            if job.future.cancelled():
+                self._forget(job)
+
+    def _forget(self, job: _Job) -> None:
+        # The caller gave up: free its place now, so that the queue bound counts live work only.
+        try:
+            self._queue.remove(job)
+        except ValueError:
+            return  # the worker has taken it already; its result will be dropped
+        self._queued_pairs -= len(job.pairs)
 
     async def _work(self) -> None:
         while True:
@@ -189,18 +229,21 @@ class MicroBatcher:
             jobs.append(self._queue.popleft())
             size += len(jobs[-1].pairs)
         self._queued_pairs -= size
-        return [job for job in jobs if not job.future.done()]  # done = the client went away
+        return [job for job in jobs if not job.future.done()]  # done = stopped, or its caller gave up
 
     async def _run(self, jobs: list[_Job]) -> None:
         pairs = [pair for job in jobs for pair in job.pairs]
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             predictions = await loop.run_in_executor(self._executor, self._call_model, pairs)
+            self._seconds_per_pair = (loop.time() - started) / len(pairs)
         except Exception as err:
             if len(jobs) > 1:
                 # One bad request must not fail the requests merged with it: retry each alone.
                 for job in jobs:
-                    await self._run([job])
+                    if not job.future.done():  # its caller may have given up meanwhile
+                        await self._run([job])
                 return
             log.error("prediction failed for %d pair(s)", len(pairs), exc_info=err)
             failure = PredictionFailed(f"the model failed on this request: {type(err).__name__}")

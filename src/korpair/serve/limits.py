@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +34,37 @@ class ServeLimits(BaseModel):
     max_batch_size: int = Field(32, ge=1, description="pairs per model call, gathered from concurrent requests")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="how long a request may wait for others to join")
     batching: bool = Field(True, description="merge concurrent requests; off: each request predicts alone")
+    max_queue_pairs: int = Field(1024, ge=1, description="pairs waiting for the model; a request that would pass "
+                                 "it gets 503 with Retry-After (one arriving at an empty queue is always taken)")
+    request_timeout_s: float = Field(30.0, gt=0, le=3600, description="seconds from a request's headers to its "
+                                     "answer; past it: 408 if the body has not arrived, else 503 with Retry-After")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="seconds a connection may take to send a "
+                                    "request's headers (after connecting or after the previous answer); then closed")
+    keep_alive_s: float = Field(5.0, gt=0, le=3600, description="seconds an idle keep-alive connection stays open")
+    max_connections: int = Field(1000, ge=1, description="open connections; past it the longest idle one is closed "
+                                 "(if none is idle, the new one gets 503)")
+    allowed_hosts: tuple[str, ...] = Field((), description="Host names served besides localhost, 127.0.0.1 and "
+                                           "[::1], e.g. a reverse proxy's; '*.example.org' matches subdomains, '*' "
+                                           "any. Checked on connections to a loopback address, on all once set")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        # "a.example,b.example" and ["a.example", "b.example"] alike (a shell option may be given either way).
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return [name for names in value for name in names.split(",")]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(name.strip().lower() for name in names if name.strip())
+        bad = [n for n in names if n != "*" and ("*" in n[1:] or (n.startswith("*") and not n.startswith("*.")))]
+        if bad:
+            raise ValueError(f"{bad[0]!r}: a wildcard is '*' alone or '*.' before a domain, e.g. '*.example.org'")
+        return names
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "serve limits") -> ServeLimits:

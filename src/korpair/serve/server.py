@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -23,6 +24,7 @@ import uvicorn
 from korpair.errors import ConfigError
 from korpair.serve.app import create_app
 from korpair.serve.batcher import Classifier
+from korpair.serve.connections import QuietAcceptErrors, fit_connection_limit, guarded_protocol
 from korpair.serve.limits import ServeLimits
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     _announce(model_dir, host, port, blocking=True)
-    server = uvicorn.Server(_uvicorn_config(create_app(classifier, limits), host, port, log_level="info"))
+    limits = limits or ServeLimits()
+    server = _Server(_uvicorn_config(create_app(classifier, limits), host, port, limits, log_level="info"))
     server.run(sockets=[sock])
 
 
@@ -103,7 +106,8 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
     classifier = _load(model_dir, device, precision)
     sock = _listen(host, port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_uvicorn_config(create_app(classifier, limits), host, port, log_level=log_level))
+    limits = limits or ServeLimits()
+    server = _Server(_uvicorn_config(create_app(classifier, limits), host, port, limits, log_level=log_level))
     # uvicorn installs no signal handlers outside the main thread, so Ctrl+C stays the notebook's.
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"korpair-serve-{port}",
                               daemon=True)
@@ -147,8 +151,20 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+class _Server(uvicorn.Server):
+    """uvicorn's server, with out-of-file-descriptor errors reported once a minute instead of at every accept."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(QuietAcceptErrors())
+        await super().serve(sockets)
+
+
+def _uvicorn_config(app, host: str, port: int, limits: ServeLimits, log_level: str) -> uvicorn.Config:
+    # Our h11 protocol adds the header timeout and the connection limit that uvicorn lacks (see connections.py);
+    # uvicorn's own limit_concurrency is left off: it counts idle connections, then answers 503 to everyone.
+    protocol = guarded_protocol(limits.header_timeout_s, fit_connection_limit(limits.max_connections))
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", http=protocol,
+                          timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type] (a float works)
                           access_log=log_level in ("info", "debug"), timeout_graceful_shutdown=10)
 
 
