@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
@@ -39,7 +38,13 @@ from korpair.features import PairDataModule, encode_pairs_cached
 from korpair.training.curves import plot_training_curves
 from korpair.training.export import export_model
 from korpair.training.model import build_model_and_tokenizer
-from korpair.training.resume import INTERRUPTED, LAST, find_resume_checkpoint, signal_handlers_kept
+from korpair.training.resume import (
+    INTERRUPTED,
+    LAST,
+    find_resume_checkpoint,
+    load_checkpoint_file,
+    signal_handlers_kept,
+)
 from korpair.training.task import PairClassificationTask
 from korpair.training.trainer import build_trainer
 
@@ -128,7 +133,8 @@ def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
 
     # Reload the best weights; weights_only refuses pickled code in the checkpoint.
     if checkpoint.best_model_path:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        state = load_checkpoint_file(Path(checkpoint.best_model_path),
+                                     hint="the best weights are lost: train again with overwrite=True")
         task.load_state_dict(state["state_dict"])
     [best] = trainer.validate(task, datamodule=data, verbose=False)
     metrics = {

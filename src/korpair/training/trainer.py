@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from korpair.config import TrainConfig
 from korpair.hardware import resolve_precision
-from korpair.training.resume import ResumeCallback
+from korpair.training.resume import AtomicCheckpointIO, ResumeCallback
 
 log = logging.getLogger(__name__)
 
@@ -48,4 +48,5 @@ def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
         enable_model_summary=False, deterministic=t.deterministic, default_root_dir=out,
         # our batch sampler shards itself across ranks (no padded duplicates in validation)
         use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],  # every checkpoint written beside its final name, then renamed
     )
