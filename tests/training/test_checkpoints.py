@@ -240,7 +240,9 @@ def test_every_output_of_a_run_follows_the_umask(data, tmp_path, mask, file_mode
     previous = os.umask(mask)
     try:
         run = tmp_path / "run"
-        api.train(None, [*data, f"trainer.output_dir={run}", "trainer.max_epochs=1"])
+        # a features cache of its own, checked too: a shared data.cache_dir must stay readable
+        api.train(None, [*data, f"trainer.output_dir={run}", "trainer.max_epochs=1",
+                         f"data.cache_dir={tmp_path / 'cache'}"])
         api.predict_file(run / "model", _pairs_file(tmp_path), run / "predictions.jsonl")
         api.evaluate(run / "model", output_dir=run / "eval")
     finally:
@@ -248,8 +250,10 @@ def test_every_output_of_a_run_follows_the_umask(data, tmp_path, mask, file_mode
     for name in ("model/model.safetensors", "model/config.json", "metrics.json", "checkpoints/best.ckpt",
                  "checkpoints/last.ckpt", "predictions.jsonl", "eval/metrics.json", "training_curves.png"):
         assert (run / name).is_file(), name
-    files = {p.relative_to(run): oct(stat.S_IMODE(p.stat().st_mode)) for p in run.rglob("*") if p.is_file()}
-    folders = {p.relative_to(run): oct(stat.S_IMODE(p.stat().st_mode)) for p in [run, *run.rglob("*")] if p.is_dir()}
+    assert any((tmp_path / "cache").iterdir())
+    written = [p for root in (run, tmp_path / "cache") for p in [root, *root.rglob("*")]]
+    files = {p.relative_to(tmp_path): oct(stat.S_IMODE(p.stat().st_mode)) for p in written if p.is_file()}
+    folders = {p.relative_to(tmp_path): oct(stat.S_IMODE(p.stat().st_mode)) for p in written if p.is_dir()}
     assert {k: v for k, v in files.items() if v != oct(file_mode)} == {}
     assert {k: v for k, v in folders.items() if v != oct(dir_mode)} == {}
 

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -237,7 +236,8 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
                 if not warned:
                     _warn_damaged(root / key, problem)
                 _remove_entry(root / key)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".encoding.{os.getpid()}@{socket.gethostname()}."))
+        tmp = root / f".encoding.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}"
+        tmp.mkdir()  # 0o777 less the umask, like any folder: mkdtemp's 0700 would lock others out of a shared cache
     except OSError as err:  # a read-only cache must not stop training
         _unlock(lock)
         log.warning("could not write the features cache in %s (%s): encoding in memory instead; "
