@@ -74,6 +74,19 @@ def read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
     return data
 
 
+def read_response(sock: socket.socket, timeout_s: float = 5) -> bytes:
+    """One whole response (head and Content-Length body) from a keep-alive connection."""
+    sock.settimeout(timeout_s)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def closed_within(socks: list[socket.socket], timeout_s: float, enough: int | None = None) -> int:
     """How many of ``socks`` the server closes within ``timeout_s`` (a reset counts: it closed with bytes unread)."""
     enough = len(socks) if enough is None else enough
@@ -210,7 +223,7 @@ def test_connections_that_never_finish_their_headers_are_closed_after_the_header
         # A keep-alive connection that got one answer, then starts a request it never finishes.
         kept = socket.create_connection(("127.0.0.1", server.port))
         kept.sendall(http_request("GET", "/health"))
-        assert kept.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
         kept.sendall(b"GET /hea")
         assert httpx.get(server.url + "health", timeout=5).status_code == 200  # honest clients still served
         idle = [*partial, *silent, kept]
@@ -222,7 +235,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_s():
     with serve_in_background(Recorder(), port=0, limits=ServeLimits(keep_alive_s=0.3)) as server:
         kept = socket.create_connection(("127.0.0.1", server.port))
         kept.sendall(http_request("GET", "/health"))
-        assert kept.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
         assert closed_within([kept], 3) == 1
 
 
@@ -236,6 +249,21 @@ def test_idle_connections_do_not_keep_honest_clients_out():
             assert httpx.get(server.url + "health", timeout=5).status_code == 200
         closed = closed_within(idle, 2, enough=40)
     assert closed >= 40, f"only {closed} of 60 idle connections were closed to keep within max_connections=20"
+
+
+def test_a_keep_alive_client_outlasts_newer_connections_that_never_sent_a_request():
+    # Under a flood, the next request of a keep-alive client may wait unread, so that its connection looks
+    # idle (and idle the longest): the flood's connections must go first.
+    with serve_in_background(Recorder(), port=0, limits=ServeLimits(max_connections=5, header_timeout_s=60)) as server:
+        kept = socket.create_connection(("127.0.0.1", server.port))
+        kept.sendall(http_request("GET", "/health"))
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+        flood = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(15)]
+        for sock in flood:
+            sock.sendall(b"GET /hea")
+        assert closed_within(flood, 2, enough=11) >= 11
+        kept.sendall(http_request("GET", "/health"))
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
 
 
 FD_LIMITED_SERVER = """

@@ -46,8 +46,10 @@ class GuardedH11Protocol(H11Protocol):
 
     A connection has ``header_timeout_s`` to send a request's headers, counted from when it
     connects or got its previous answer; trickling bytes does not extend it. Past
-    ``max_connections`` open connections, the one idle the longest (no request in progress) is
-    closed to make room; when every connection has a request in progress, the new one gets 503.
+    ``max_connections`` open connections, an idle one (no request in progress) is closed to make
+    room: one that has never sent a whole request if there is one (a slow or idle client's), else
+    a keep-alive one, the longest idle first. When every connection has a request in progress, the
+    new one gets 503.
 
     Example::
 
@@ -61,6 +63,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
         self.idle_since = self.loop.time()
+        self.answered = 0  # requests answered on this connection
         super().connection_made(transport)
         if len(self.connections) > self.max_connections and not self._make_room():
             self._refuse()
@@ -77,6 +80,7 @@ class GuardedH11Protocol(H11Protocol):
             self._stop_header_timer()
 
     def on_response_complete(self) -> None:
+        self.answered += 1
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self.idle_since = self.loop.time()
@@ -109,7 +113,9 @@ class GuardedH11Protocol(H11Protocol):
         idle = [c for c in open_ if isinstance(c, GuardedH11Protocol) and c.is_idle()]
         if not idle:
             return False
-        min(idle, key=lambda c: c.idle_since).transport.close()
+        # A keep-alive client that was answered before is the last to go: when a flood of new connections keeps
+        # the server busy, its next request may be waiting unread, which would look idle (and long idle) here.
+        min(idle, key=lambda c: (c.answered > 0, c.idle_since)).transport.close()
         self._warn("over max_connections=%d open connections: closing the longest idle ones to make room "
                    "(slow or idle clients; see header_timeout_s)", self.max_connections)
         return True
