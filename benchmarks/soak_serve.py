@@ -10,10 +10,19 @@ An error is any other status, a transport failure or a timeout. Memory is "stabl
 trend over the second half (a least-squares line; the first half includes allocator warm-up)
 grows less than the noise: max(1% of the starting RSS, 3 x the residual spread around the line).
 
-Writes benchmarks/results/soak.json and soak.md; exits 1 on any error or on memory growth.
+Then the abuse run, on the same server: ``--abuse-concurrency`` (32) honest clients with the same request mix
+for ``--abuse-duration`` seconds before any abuse, then ``--abuse-rounds`` (2) times: the same clients while
+``--idle`` (1000) connections send ``GET /hea`` and nothing more (each reopened a second after the server
+closes it) and ``--abandoned`` (100) requests of 64 pairs are sent and closed at once, then a quiet phase.
+Goals (issue 11): the honest p99 under abuse within 2x of the p99 without, no 5xx but the 503s the server
+sheds on purpose (they carry Retry-After), no errors, and an RSS that the second round does not grow.
+This process holds all those connections: it raises its soft open-file limit (RLIMIT_NOFILE) up to the
+hard one as needed, and says so in the report. Everything stays on 127.0.0.1.
 
-    python benchmarks/soak_serve.py                    # 5 minutes at concurrency 16
-    python benchmarks/soak_serve.py --duration 20      # a quick look
+Writes benchmarks/results/soak.json and soak.md; exits 1 on any error, on memory growth or on a missed goal.
+
+    python benchmarks/soak_serve.py                    # 5 minutes at concurrency 16, then 5 x 60 s of abuse run
+    python benchmarks/soak_serve.py --duration 20 --abuse-duration 10 --idle 200 --abandoned 20   # a quick look
 """
 
 from __future__ import annotations
@@ -24,11 +33,14 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -124,11 +136,17 @@ def make_request(rng: random.Random) -> tuple[dict, int]:
     return {"premise": text(), "hypothesis": text()}, 200
 
 
-async def soak(url: str, pid: int, args: argparse.Namespace) -> dict:
+async def run_load(url: str, pid: int, concurrency: int, duration: float, args: argparse.Namespace,
+                   attack: Callable[[float], Awaitable[dict]] | None = None, seed: int = 0) -> dict:
+    """``concurrency`` honest clients in a closed loop for ``duration`` seconds, with ``attack(deadline)`` beside them.
+
+    A 503 that carries Retry-After is the server shedding load on purpose ("shed"), not an error.
+    """
     latencies: list[float] = []
     errors: list[str] = []
+    statuses: Counter = Counter()
     samples: list[dict] = []
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=args.request_timeout) as client:
 
         async def one(rng: random.Random) -> None:
@@ -140,6 +158,9 @@ async def soak(url: str, pid: int, args: argparse.Namespace) -> dict:
                 errors.append(f"{type(err).__name__}: {err}")
                 return
             latencies.append(time.perf_counter() - start)
+            statuses[response.status_code] += 1
+            if response.status_code == 503 and "retry-after" in response.headers:
+                return  # shed on purpose: counted in statuses, and in "shed_503" below
             if response.status_code != expected:
                 errors.append(f"{response.status_code} (expected {expected}): {response.text[:200]}")
             elif expected == 200:
@@ -148,17 +169,18 @@ async def soak(url: str, pid: int, args: argparse.Namespace) -> dict:
                     if p["label"] not in LABELS or abs(sum(p["scores"].values()) - 1) > 1e-4:
                         errors.append(f"bad answer: {answer}")
 
-        warm = random.Random(-1)
-        await asyncio.gather(*(one(warm) for _ in range(2 * args.concurrency)))  # connections, first batches
+        warm = random.Random(-1 - seed)
+        await asyncio.gather(*(one(warm) for _ in range(2 * concurrency)))  # connections, first batches
         latencies.clear()
+        statuses.clear()
         if errors:
             raise RuntimeError(f"errors during warm-up: {errors[:3]}")
 
         start = time.perf_counter()
-        deadline = start + args.duration
+        deadline = start + duration
 
         async def client_loop(k: int) -> None:
-            rng = random.Random(k)
+            rng = random.Random(seed * 1000 + k)
             while time.perf_counter() < deadline:
                 await one(rng)
 
@@ -167,22 +189,133 @@ async def soak(url: str, pid: int, args: argparse.Namespace) -> dict:
             while True:
                 now, done = time.perf_counter(), len(latencies)
                 rate = round((done - last_done) / (now - last_t), 1) if now > last_t else None
+                health = (await client.get("health")).json()
                 samples.append({"t_s": round(now - start, 2), **sample_process(pid), "requests": done,
-                                "requests_per_s": rate, "load_1min": round(os.getloadavg()[0], 2)})
+                                "requests_per_s": rate, "queue_depth": health["queue_depth"],
+                                "load_1min": round(os.getloadavg()[0], 2)})
                 last_t, last_done = now, done
                 if now >= deadline:
                     return
                 await asyncio.sleep(min(args.sample_s, max(0.0, deadline - now)))
 
-        await asyncio.gather(sampler(), *(client_loop(k) for k in range(args.concurrency)))
+        attacking = [attack(deadline)] if attack else []
+        outcomes = await asyncio.gather(sampler(), *attacking, *(client_loop(k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
         health = (await client.get("health")).json()
     ms = np.array(latencies) * 1000
     return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:10],
+            "shed_503": statuses.get(503, 0), "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "seconds": round(elapsed, 1), "requests_per_s": round(len(latencies) / elapsed, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "max_ms": round(float(ms.max()), 2), "health_after": health, "memory": analyse_memory(samples),
-            "samples": samples}
+            "max_ms": round(float(ms.max()), 2), "max_queue_depth": max(s["queue_depth"] for s in samples),
+            "health_after": health, "memory": analyse_memory(samples), "attack": outcomes[1] if attack else None,
+            "samples": samples, "latencies_ms": ms}
+
+
+async def soak(url: str, pid: int, args: argparse.Namespace) -> dict:
+    result = await run_load(url, pid, args.concurrency, args.duration, args)
+    result.pop("latencies_ms")
+    return result
+
+
+def abandoned_request(port: int, pairs: int) -> bytes:
+    body = json.dumps({"pairs": [{"premise": f"{SENTENCES[i % 10]} {i}", "hypothesis": SENTENCES[(i + 3) % 10]}
+                                 for i in range(pairs)]}, ensure_ascii=False).encode()
+    head = (f"POST /predict HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def make_attack(port: int, args: argparse.Namespace) -> Callable[[float], Awaitable[dict]]:
+    """The abuse beside the honest clients: ``--idle`` connections that send ``GET /hea`` and nothing more (each
+    reopened a second after the server closes it, until the deadline), and ``--abandoned`` requests of
+    ``--abandoned-pairs`` pairs, sent and closed at once, in 10 bursts spread over the run. Loopback only."""
+    stats = Counter()
+
+    async def hold_idle(k: int, deadline: float) -> None:
+        await asyncio.sleep(k * args.idle_ramp_s / max(1, args.idle))  # they arrive over the first idle_ramp_s
+        while (left := deadline - time.perf_counter()) > 0:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), min(left, 10))
+            except (OSError, asyncio.TimeoutError):
+                stats["idle_connect_failures"] += 1
+                await asyncio.sleep(1)
+                continue
+            stats["idle_opened"] += 1
+            try:
+                writer.write(b"GET /hea")
+                opened = time.perf_counter()
+                if await asyncio.wait_for(reader.read(1), deadline - opened) == b"":
+                    stats["idle_closed_by_server"] += 1
+                    stats["idle_held_s_total"] += time.perf_counter() - opened
+            except asyncio.TimeoutError:  # (before OSError: since Python 3.11 it is one)
+                pass  # still open at the deadline
+            except OSError:  # reset: the server closed it with our bytes unread
+                stats["idle_closed_by_server"] += 1
+            finally:
+                writer.close()
+            await asyncio.sleep(1)
+
+    async def abandon(deadline: float) -> None:
+        bursts = 10
+        request = abandoned_request(port, args.abandoned_pairs)
+        interval = (deadline - time.perf_counter()) / (bursts + 1)
+        for burst in range(bursts):
+            await asyncio.sleep(interval)
+            count = args.abandoned // bursts + (burst < args.abandoned % bursts)
+            writers = []
+            for _ in range(count):
+                try:
+                    _, writer = await asyncio.open_connection(HOST, port)
+                except OSError:
+                    stats["abandoned_connect_failures"] += 1
+                    continue
+                writer.write(request)
+                writers.append(writer)
+            await asyncio.gather(*(w.drain() for w in writers), return_exceptions=True)
+            for writer in writers:
+                writer.close()  # gone before any answer
+            stats["abandoned_sent"] += len(writers)
+
+    async def attack(deadline: float) -> dict:
+        await asyncio.gather(abandon(deadline), *(hold_idle(k, deadline) for k in range(args.idle)))
+        held = stats.pop("idle_held_s_total", 0.0)
+        closed = stats["idle_closed_by_server"]
+        return {**stats, "idle_mean_held_s": round(held / closed, 2) if closed else None}
+
+    return attack
+
+
+async def abuse(url: str, pid: int, args: argparse.Namespace) -> dict:
+    """The same honest load before, during and after each of ``--abuse-rounds`` abuses; the soak's server, still up.
+
+    Two rounds tell a one-off high-water mark (the first round's idle connections take memory that Python
+    keeps for reuse) from growth: the RSS is flat when the second round adds nothing beyond the noise.
+    """
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    plan = [("before", None)]
+    for n in range(1, args.abuse_rounds + 1):
+        plan += [(f"abuse {n}", make_attack(port, args)), (f"after {n}", None)]
+    phases = {}
+    for seed, (name, attack) in enumerate(plan):
+        phases[name] = await run_load(url, pid, args.abuse_concurrency, args.abuse_duration, args, attack, seed + 1)
+    # The no-abuse p99 pools every phase without abuse, so that a drift in the machine's other load cancels out.
+    latencies = {name: phase.pop("latencies_ms") for name, phase in phases.items()}
+    baseline_p99 = float(np.percentile(np.concatenate([v for k, v in latencies.items() if "abuse" not in k]), 99))
+    abused_p99 = float(np.percentile(np.concatenate([v for k, v in latencies.items() if "abuse" in k]), 99))
+    ratio = abused_p99 / baseline_p99
+    fives = {k: v for p in phases.values() for k, v in p["statuses"].items() if k.startswith("5") and k != "503"}
+    rss = [s["rss_mib"] for p in phases.values() for s in p["samples"]]
+    ends = [phases[name]["memory"]["rss_end_mib"] for name, _ in plan if name != "before" and "abuse" not in name]
+    first_round = round(ends[0] - rss[0], 1)
+    later_rounds = round(ends[-1] - ends[0], 1)
+    flat = later_rounds <= max(0.01 * rss[0], 4.0) if len(ends) > 1 else first_round <= max(0.02 * rss[0], 8.0)
+    return {"phases": phases, "baseline_p99_ms": round(baseline_p99, 2), "abuse_p99_ms": round(abused_p99, 2),
+            "p99_ratio": round(ratio, 2), "other_5xx": fives, "rss_start_mib": rss[0], "rss_peak_mib": max(rss),
+            "rss_end_mib": rss[-1], "rss_first_round_growth_mib": first_round,
+            "rss_later_rounds_growth_mib": later_rounds if len(ends) > 1 else None,
+            "goals": {"p99_within_2x": bool(ratio <= 2), "no_other_5xx": not fives,
+                      "no_errors": all(p["errors"] == 0 for p in phases.values()), "rss_flat": bool(flat)}}
 
 
 def analyse_memory(samples: list[dict]) -> dict:
@@ -203,16 +336,23 @@ def analyse_memory(samples: list[dict]) -> dict:
             "open_fds_start_end": [samples[0]["open_fds"], samples[-1]["open_fds"]]}
 
 
-def write_report(info: dict, result: dict, args: argparse.Namespace, load_before: float) -> str:
+def write_report(info: dict, result: dict, abused: dict | None, args: argparse.Namespace, load_before: float,
+                 fd_note: str) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {"duration_s": args.duration, "concurrency": args.concurrency, "sample_every_s": args.sample_s,
                 "server_torch_threads": args.torch_threads, "host": HOST,
-                "limits": "ServeLimits() defaults: batching on, max_batch_size=32, max_wait_ms=5",
+                "limits": "ServeLimits() defaults: batching on, max_batch_size=32, max_wait_ms=5, max_queue_pairs=1024, "
+                          "request_timeout_s=30, header_timeout_s=10, keep_alive_s=5, max_connections=1000",
                 "requests": "80% one pair, 15% 2-8 pairs, 5% blank premise (expects 422)",
-                "client": "httpx.AsyncClient, closed loop, in this process; the server in its own process"}
+                "client": "httpx.AsyncClient, closed loop, in this process; the server in its own process",
+                "abuse": None if abused is None else {
+                    "duration_s_per_phase": args.abuse_duration, "honest_clients": args.abuse_concurrency,
+                    "idle_connections": args.idle, "idle_ramp_s": args.idle_ramp_s, "abandoned_requests": args.abandoned,
+                    "pairs_per_abandoned_request": args.abandoned_pairs, "rounds": args.abuse_rounds,
+                    "file_descriptors": fd_note}}
     (RESULTS / "soak.json").write_text(json.dumps({"machine": info, "settings": settings, "load_1min_before":
-                                                   load_before, "result": result}, indent=2, ensure_ascii=False)
-                                       + "\n", encoding="utf-8")
+                                                   load_before, "result": result, "abuse": abused},
+                                                  indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     m = result["memory"]
     loads = [s["load_1min"] for s in result["samples"]]
     table = [
@@ -245,8 +385,65 @@ def write_report(info: dict, result: dict, args: argparse.Namespace, load_before
     ]
     if result["error_examples"]:
         lines += ["", "Errors (first 10):", *[f"- `{e}`" for e in result["error_examples"]]]
+    if abused is not None:
+        lines += ["", *abuse_report(abused, args, fd_note)]
     (RESULTS / "soak.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return "\n".join(lines)
+
+
+def abuse_report(abused: dict, args: argparse.Namespace, fd_note: str) -> list[str]:
+    phases, goals = abused["phases"], abused["goals"]
+    attacks = {name: phase["attack"] for name, phase in phases.items() if phase["attack"]}
+    rows = ["| phase | requests | errors | 503 shed | other 5xx | req/s | p50 ms | p99 ms | max ms "
+            "| max queue pairs | RSS start MiB | RSS peak MiB | RSS end MiB | open files start -> end |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, p in phases.items():
+        m = p["memory"]
+        other = sum(v for k, v in p["statuses"].items() if k.startswith("5") and k != "503")
+        rows.append(f"| {name} | {p['requests']} | {p['errors']} | {p['shed_503']} | {other} | {p['requests_per_s']} "
+                    f"| {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['max_queue_depth']} | {m['rss_start_mib']} "
+                    f"| {m['rss_peak_mib']} | {m['rss_end_mib']} | {m['open_fds_start_end'][0]} -> "
+                    f"{m['open_fds_start_end'][1]} |")
+    mark = lambda ok: "met" if ok else "MISSED"  # noqa: E731
+    return [
+        "## Abuse run", "",
+        f"The same server, after the soak: {args.abuse_concurrency} honest clients (the soak's request mix) for "
+        f"{args.abuse_duration:g} s before the abuse, then {args.abuse_rounds} rounds of {args.abuse_duration:g} s "
+        f"of abuse and {args.abuse_duration:g} s after it. During an abuse, {args.idle} idle connections "
+        f"arrive over {args.idle_ramp_s:g} s, each sending `GET /hea` and nothing more and reopened 1 s after the "
+        f"server closes it, and {args.abandoned} requests of {args.abandoned_pairs} pairs are sent and closed at "
+        "once, in 10 bursts over the phase. All on 127.0.0.1. A 503 with Retry-After is the server shedding load "
+        f"on purpose. File descriptors: {fd_note}.", "",
+        *rows, "",
+        *[f"Attack, {name}: {a.get('idle_opened', 0)} idle connections opened ({a.get('idle_connect_failures', 0)} "
+          f"failed to connect), {a.get('idle_closed_by_server', 0)} closed by the server, after "
+          f"{a.get('idle_mean_held_s')} s on average (header_timeout_s=10, or sooner to stay within "
+          f"max_connections=1000); {a.get('abandoned_sent', 0)} abandoned requests sent "
+          f"({a.get('abandoned_connect_failures', 0)} failed to connect)." for name, a in attacks.items()], "",
+        f"Goals: honest p99 during the abuse {abused['abuse_p99_ms']} ms = {abused['p99_ratio']}x the no-abuse p99 "
+        f"of {abused['baseline_p99_ms']} ms (each pooled over its phases): within 2x {mark(goals['p99_within_2x'])}; "
+        f"5xx other than deliberate 503s: {abused['other_5xx'] or 'none'} ({mark(goals['no_other_5xx'])}); "
+        f"errors: {sum(p['errors'] for p in phases.values())} ({mark(goals['no_errors'])}); server RSS "
+        f"{abused['rss_start_mib']:.1f} MiB at the start, {abused['rss_peak_mib']:.1f} at the peak, "
+        f"{abused['rss_end_mib']:.1f} at the end: {abused['rss_first_round_growth_mib']:+} MiB over the first round "
+        "(the idle connections' memory, which Python keeps for reuse)"
+        + ("" if abused["rss_later_rounds_growth_mib"] is None else
+           f", {abused['rss_later_rounds_growth_mib']:+} MiB over the later rounds (flat within max(1%, 4 MiB): "
+           f"{mark(goals['rss_flat'])})") + ".",
+        *([] if not any(p["error_examples"] for p in phases.values()) else
+          ["", "Errors (first 10 per phase):", *[f"- {n}: `{e}`" for n, p in phases.items()
+                                                  for e in p["error_examples"]]]),
+    ]
+
+
+def raise_fd_limit(need: int) -> str:
+    """Raise this process's soft open-file limit toward ``need`` (up to the hard limit); say what it is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        return f"soft RLIMIT_NOFILE raised from {soft} to {new} (hard {hard}) for {need} needed"
+    return f"soft RLIMIT_NOFILE {soft} (hard {hard}), {need} needed"
 
 
 def main() -> int:
@@ -256,21 +453,45 @@ def main() -> int:
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument("--torch-threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds before a request is an error")
+    abuse_args = parser.add_argument_group("abuse run (after the soak, same server)")
+    abuse_args.add_argument("--no-abuse", action="store_true", help="skip the abuse run")
+    abuse_args.add_argument("--abuse-duration", type=float, default=60.0,
+                            help="seconds of each phase: before, during and after the abuse")
+    abuse_args.add_argument("--abuse-concurrency", type=int, default=32, help="honest clients")
+    abuse_args.add_argument("--idle", type=int, default=1000, help="idle connections held open (GET /hea)")
+    abuse_args.add_argument("--idle-ramp-s", type=float, default=2.0, help="seconds over which they arrive")
+    abuse_args.add_argument("--abandoned", type=int, default=100, help="requests sent and closed at once")
+    abuse_args.add_argument("--abandoned-pairs", type=int, default=64, help="pairs in each abandoned request")
+    abuse_args.add_argument("--abuse-rounds", type=int, default=2, help="abuses, each followed by a quiet phase")
     args = parser.parse_args()
+    if args.idle < 0 or args.abandoned < 0 or args.abuse_rounds < 1 or not 1 <= args.abandoned_pairs <= 64:
+        parser.error("--idle and --abandoned must be >= 0, --abuse-rounds >= 1, --abandoned-pairs 1 to 64 "
+                     "(the server's max_pairs)")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # This process holds the idle and abandoned connections besides the honest ones (and the server inherits it).
+    fd_note = raise_fd_limit(args.idle + args.abandoned + args.abuse_concurrency + 256)
     load_before = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="korpair-soak-") as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny")
         proc, url = start_server(model_dir, args.torch_threads, Path(tmp) / "server.log")
         try:
-            # The soak stops itself: at the deadline, or at the latest 2 minutes after it.
+            # Each run stops itself: at its deadline, or at the latest 2 minutes (1 a phase) after it.
             result = asyncio.run(asyncio.wait_for(soak(url, proc.pid, args), timeout=args.duration + 120))
+            phases = 2 * args.abuse_rounds + 1
+            abused = None if args.no_abuse else asyncio.run(
+                asyncio.wait_for(abuse(url, proc.pid, args), timeout=phases * (args.abuse_duration + 60)))
         finally:
             stop_server(proc)
-    report = write_report(machine_info(("torch", "transformers", "fastapi", "uvicorn")), result, args, load_before)
+            log = (Path(tmp) / "server.log").read_text(errors="replace")
+    if abused is not None:
+        abused["server_log_lines"] = {"accept out of resource": log.count("out of system resource"),
+                                      "total": log.count("\n")}
+    report = write_report(machine_info(("torch", "transformers", "fastapi", "uvicorn")), result, abused, args,
+                          load_before, fd_note)
     print(report)
-    return 0 if result["errors"] == 0 and result["memory"]["stable"] else 1
+    ok = result["errors"] == 0 and result["memory"]["stable"]
+    return 0 if ok and (abused is None or all(abused["goals"].values())) else 1
 
 
 if __name__ == "__main__":
