@@ -168,6 +168,9 @@ class TrainerConfig(_Section):
     accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimizer step")
     val_check_interval: int | float = Field(
         1.0, gt=0, description="validate every N training batches (int) or fraction of an epoch (float)")
+    checkpoint_every_n_steps: int | None = Field(
+        None, ge=1, description="also save the resume point (checkpoints/last.ckpt) every N optimizer steps, for "
+        "long epochs; it is saved at every validation anyway; null: at validations only")
     monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = Field(
         "val_accuracy", description="metric that picks the best checkpoint")
     early_stopping_patience: int | None = Field(

@@ -3,6 +3,9 @@
 corpus -> tokenizer and model -> cached features -> Lightning Trainer -> best
 checkpoint -> a plain Hugging Face folder in ``OUTPUT_DIR/model`` (safetensors
 weights, tokenizer, labels in config.json), with metrics, config and plots.
+The run holds ``OUTPUT_DIR`` from start to end (``run_folder``) and decides
+from what it holds whether to start, continue or return a finished run
+(``plan_run``); nothing in it changes until the data and config are checked.
 
 Example::
 
@@ -15,17 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
-from lightning.pytorch.callbacks import (
-    ModelCheckpoint,
-)
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers import AutoTokenizer
@@ -33,22 +34,24 @@ from transformers import AutoTokenizer
 from korpair.atomic import write_dir, write_text
 from korpair.config import RUN_CONFIG_NAME, TrainConfig
 from korpair.corpora import load_splits
-from korpair.errors import ModelFolderError, OutputExistsError, TrainingInterrupted
+from korpair.errors import ConfigError, ModelFolderError, OutputExistsError, TrainingInterrupted
 from korpair.features import PairDataModule, encode_pairs_cached
 from korpair.training.curves import plot_training_curves
 from korpair.training.export import export_model
 from korpair.training.model import build_model_and_tokenizer
 from korpair.training.resume import (
     INTERRUPTED,
-    LAST,
     find_resume_checkpoint,
     load_checkpoint_file,
     signal_handlers_kept,
 )
+from korpair.training.run_folder import PREVIOUS, RunFolder, config_differences, hold_run_folder
 from korpair.training.task import PairClassificationTask
-from korpair.training.trainer import build_trainer
+from korpair.training.trainer import build_checkpoints, build_trainer
 
 log = logging.getLogger(__name__)
+
+METRICS_NAME = "metrics.json"  # written last: a run folder that holds it (and model/) is finished
 
 
 @dataclass
@@ -64,55 +67,208 @@ class TrainResult:
         return f"model saved to {self.model_dir} ({shown})"
 
 
-def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
+def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool | Literal["auto"] = False,
         callbacks: Sequence[L.Callback] = ()) -> TrainResult:
     """Train, keep the best checkpoint by ``cfg.trainer.monitor``, export it as an HF folder.
 
-    With ``resume``, continue the run in ``cfg.trainer.output_dir`` from its
-    interruption (or last) checkpoint; a fresh run refuses a non-empty folder
-    unless ``overwrite``. ``callbacks`` are Lightning callbacks added to the
-    run's Trainer (after korpair's own): to time, log or stop a run from
-    outside, as the benchmarks and tests do.
+    The run holds its output folder ``cfg.trainer.output_dir`` (a second run
+    into it is refused, naming the first). A fresh run refuses a non-empty
+    folder unless ``overwrite``; the old run's files are replaced only once the
+    data and config are checked and the new run has a checkpoint, and its
+    ``model/`` only by the new one. ``resume=True`` continues the run in the
+    folder with ``cfg`` from its newest checkpoint (from its first step if it
+    has none); ``resume="auto"`` does so only if the folder holds a run of the
+    same config, and starts fresh in an empty folder. A finished run of the
+    same config is returned as it is, read from ``metrics.json``.
+    ``callbacks`` are Lightning callbacks added to the run's Trainer (after
+    korpair's own): to time, log or stop a run from outside, as the
+    benchmarks and tests do.
     """
-    out = Path(cfg.trainer.output_dir)
-    ckpt_path = None
-    if resume:
-        ckpt_path = find_resume_checkpoint(out)
-        if ckpt_path is None:
-            raise OutputExistsError(f"{out}: no checkpoint to resume from (checkpoints/{INTERRUPTED} "
-                                    f"or checkpoints/{LAST}); start a new run with overwrite=True")
-        _keep_old_logs(out)
-    elif trainer_is_rank_zero():  # other DDP ranks start later, into rank 0's folder
+    owner = trainer_is_rank_zero()  # other DDP ranks start later, into rank 0's folder
+    with hold_run_folder(cfg.trainer.output_dir, owner=owner) as folder:
+        plan = plan_run(folder, cfg, overwrite=overwrite, resume=resume, owner=owner)
+        return _train(cfg, folder, plan, callbacks)
+
+
+def resume_run(run_dir: str | Path, overrides: Sequence[str] = (),
+               callbacks: Sequence[L.Callback] = ()) -> TrainResult:
+    """Continue the run in ``run_dir`` with its saved config and ``overrides`` (e.g. more epochs).
+
+    From its newest checkpoint, or from its first step if it was killed
+    before one; a finished run whose config the overrides leave as it was is
+    returned as it is.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_CONFIG_NAME).is_file() and not (run_dir / PREVIOUS).is_dir():
+        raise ConfigError(f"{run_dir}: not a korpair run folder (no {RUN_CONFIG_NAME}); nothing to resume")
+    owner = trainer_is_rank_zero()
+    with hold_run_folder(run_dir, owner=owner) as folder:
+        saved = run_dir / RUN_CONFIG_NAME
+        if not saved.is_file() and folder.killed_start() and owner:
+            folder.roll_back()  # killed before it saved its config: the run it replaced is the one to continue
+        if not saved.is_file():
+            raise ConfigError(f"{run_dir}: not a korpair run folder (no {RUN_CONFIG_NAME}); nothing to resume")
+        cfg = TrainConfig.from_file(saved, [*overrides, f"trainer.output_dir={run_dir}"])
+        plan = plan_run(folder, cfg, overwrite=False, resume=True, owner=owner)
+        return _train(cfg, folder, plan, callbacks)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does in its folder: return a finished run, continue from a checkpoint, or start at step 0."""
+
+    checkpoint: Path | None = None
+    finished: dict | None = None  # the metrics of a finished run of the same config
+    restart: bool = False  # start again a run that was killed before its first checkpoint
+
+
+def plan_run(folder: RunFolder, cfg: TrainConfig, *, overwrite: bool, resume: bool | str,
+             owner: bool = True) -> RunPlan:
+    """Decide, from what the folder holds, what a run of ``cfg`` does there.
+
+    It changes nothing, but for a run killed before its first checkpoint that
+    ``cfg`` does not continue: it is rolled back first. DDP ranks other than
+    0 (not ``owner``) follow rank 0's plan.
+    """
+    out = folder.path
+    if not owner:
+        return _follow_rank_zero(folder, cfg, resume)
+    if folder.killed_start():
+        killed = out / RUN_CONFIG_NAME
+        if resume and killed.is_file() and (resume is True or
+                                             not config_differences(TrainConfig.from_file(killed), cfg)):
+            log.warning("%s: the run was killed before its first checkpoint; starting it again", out)
+            return RunPlan(restart=True)
+        log.warning("%s: a run was killed here before its first checkpoint; putting back what it replaced", out)
+        folder.roll_back()
+    if not folder.entries():
+        return RunPlan()
+    if not resume:
         prepare_output_dir(out, overwrite)
+        return RunPlan()
+    saved = out / RUN_CONFIG_NAME
+    if not saved.is_file():
+        if overwrite:
+            return RunPlan()
+        raise OutputExistsError(f"{out}: output folder is not empty and holds no korpair run to continue (no "
+                                f"{RUN_CONFIG_NAME}); pass overwrite=True to replace what it holds, or choose "
+                                f"another trainer.output_dir")
+    changed = config_differences(TrainConfig.from_file(saved), cfg)
+    if resume == "auto" and changed:
+        if overwrite:
+            return RunPlan()
+        raise OutputExistsError(
+            f"{out}: holds a run of another config ({'; '.join(changed)}); to continue that run with these "
+            f"settings pass resume='{out}' with them as overrides, to replace it pass overwrite=True, or choose "
+            f"another trainer.output_dir")
+    metrics = out / METRICS_NAME
+    finished = metrics.is_file() and (out / "model").is_dir()
+    if finished and not changed:
+        return RunPlan(finished=json.loads(metrics.read_text(encoding="utf-8")))
+    checkpoint = find_resume_checkpoint(out)
+    if checkpoint is not None:
+        return RunPlan(checkpoint=checkpoint)
+    if finished:
+        raise OutputExistsError(f"{out}: the run is finished and has no checkpoint left to continue it from with "
+                                f"other settings ({'; '.join(changed)}); train it again with overwrite=True")
+    return RunPlan()  # killed before its first checkpoint: the same run starts again
+
+
+def _follow_rank_zero(folder: RunFolder, cfg: TrainConfig, resume: bool | str) -> RunPlan:
+    """The plan of a DDP rank other than 0, which changes nothing and refuses nothing (rank 0 does).
+
+    Under torchrun or SLURM it sees the folder as rank 0 found it; under
+    Lightning's own launcher it starts inside rank 0's run, once rank 0 has
+    prepared the folder: a run from step 0 has its predecessor set aside then
+    and no checkpoint, a continued run its checkpoint, a finished one no ranks.
+    """
+    out, saved = folder.path, folder.path / RUN_CONFIG_NAME
+    if not resume or folder.killed_start() or not saved.is_file():
+        return RunPlan()
+    changed = config_differences(TrainConfig.from_file(saved), cfg)
+    if resume == "auto" and changed:
+        return RunPlan()
+    if not changed and (out / METRICS_NAME).is_file() and (out / "model").is_dir():
+        return RunPlan(finished=json.loads((out / METRICS_NAME).read_text(encoding="utf-8")))
+    return RunPlan(checkpoint=find_resume_checkpoint(out))
+
+
+def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequence[L.Callback]) -> TrainResult:
+    out = folder.path
+    if plan.finished is not None:
+        log.info("%s: the run is finished (model/ and %s); nothing to do", out, METRICS_NAME)
+        return TrainResult(out, out / "model", plan.finished)
+    owner = trainer_is_rank_zero()
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     started = time.perf_counter()
 
-    # train: every row checked in a first pass, then streamed into the cache, never held in memory
+    # Everything is read and checked before the folder changes. train: every row checked in a first
+    # pass, then streamed into the cache, never held in memory.
     splits = load_splits(cfg.corpus, stream_train=True)
     log.info("corpus %s: %d train / %d validation pairs, labels %s", cfg.corpus.name,
              len(splits.train), len(splits.validation), list(splits.labels.names))
     texts = (t for p in splits.train for t in (p.premise, p.hypothesis))
     tokenizer, model = build_model_and_tokenizer(cfg.model, splits.labels, texts, cfg.data.max_seq_length)
-    if resume and cfg.model.from_scratch and (out / "tokenizer").is_dir():
+    own_tokenizer = plan.checkpoint is not None and cfg.model.from_scratch and (out / "tokenizer").is_dir()
+    if own_tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")  # the run's own vocabulary
-    elif cfg.model.from_scratch and trainer_is_rank_zero():
-        write_dir(out / "tokenizer", tokenizer.save_pretrained)
     encode = lambda pairs, key=None: encode_pairs_cached(  # noqa: E731
         tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir, source_key=key)
     data = PairDataModule(encode(splits.train, splits.train.key), encode(splits.validation), cfg.data,
                           pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
-
     task = PairClassificationTask(model, splits.labels, cfg.optim)
-    checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=cfg.trainer.monitor,
-        mode="min" if cfg.trainer.monitor == "val_loss" else "max", save_top_k=1, save_last=True,
-    )
-    trainer = build_trainer(cfg, out, checkpoint, callbacks)
-    if trainer.is_global_zero:
-        write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
-        log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",
-                 effective_batch_size(cfg, trainer), cfg.data.batch_size, trainer.world_size,
-                 cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
+    checkpoint, resume_points = build_checkpoints(cfg, out)
+    trainer = build_trainer(cfg, out, checkpoint, [*resume_points, *callbacks])
+
+    try:
+        if owner:
+            _start_writing(folder, plan)
+            if cfg.model.from_scratch and not own_tokenizer:
+                write_dir(out / "tokenizer", tokenizer.save_pretrained)
+            write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
+            log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",
+                     effective_batch_size(cfg, trainer), cfg.data.batch_size, trainer.world_size,
+                     cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
+        result = _fit_and_export(cfg, trainer, task, data, tokenizer, checkpoint, plan.checkpoint, splits, started)
+    except BaseException:
+        if owner:
+            _settle_after_failure(folder)
+        raise
+    if owner:
+        folder.drop_previous()
+    return result
+
+
+def _start_writing(folder: RunFolder, plan: RunPlan) -> None:
+    """Make room for the run: a continued run moves its old logs and result aside, a new one the old run."""
+    if plan.restart:
+        folder.discard_killed_start()  # what it replaced stays aside until this run has a checkpoint
+        return
+    if plan.checkpoint is None:
+        folder.set_aside()
+        return
+    # metrics.json says the run is finished: not while it trains on
+    (folder.path / METRICS_NAME).unlink(missing_ok=True)
+    # Lightning's CSV logger starts its file afresh: keep the part before a resume beside it
+    csv_path = folder.path / "logs" / "metrics.csv"
+    if csv_path.exists():
+        n = len(list(csv_path.parent.glob("metrics-part*.csv")))
+        csv_path.rename(csv_path.with_name(f"metrics-part{n + 1}.csv"))
+
+
+def _settle_after_failure(folder: RunFolder) -> None:
+    try:
+        if folder.settle() == "rolled back":
+            log.info("%s: the run failed before its first checkpoint; the folder holds what it held before",
+                     folder.path)
+    except OSError as err:  # the failure itself is what the user needs to see; the next run settles this
+        log.warning("%s: could not put the folder back as it was (%s); the next run into it will", folder.path, err)
+
+
+def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificationTask, data: PairDataModule,
+                    tokenizer, checkpoint: ModelCheckpoint, ckpt_path: Path | None, splits,
+                    started: float) -> TrainResult:
+    out = Path(cfg.trainer.output_dir)
     # weights_only: a checkpoint can carry no code; korpair's own state is tensors and plain types
     try:
         with signal_handlers_kept(), warnings.catch_warnings():
@@ -132,14 +288,16 @@ def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     (out / "checkpoints" / INTERRUPTED).unlink(missing_ok=True)
 
     # Reload the best weights; weights_only refuses pickled code in the checkpoint.
-    if checkpoint.best_model_path:
-        state = load_checkpoint_file(Path(checkpoint.best_model_path),
-                                     hint="the best weights are lost: train again with overwrite=True")
+    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if best_path is not None:
+        # Lightning keeps the path it wrote; a run folder moved since holds the file under its new path
+        best_path = out / "checkpoints" / best_path.name
+        state = load_checkpoint_file(best_path, hint="the best weights are lost: train again with overwrite=True")
         task.load_state_dict(state["state_dict"])
     [best] = trainer.validate(task, datamodule=data, verbose=False)
     metrics = {
         **{k: float(v) for k, v in best.items()},
-        "best_checkpoint": Path(checkpoint.best_model_path).name if checkpoint.best_model_path else None,
+        "best_checkpoint": best_path.name if best_path is not None else None,
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "train_pairs": len(splits.train),
@@ -153,19 +311,12 @@ def fit(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     model_dir = out / "model"
     if trainer.is_global_zero:
         export_model(task.model, tokenizer, model_dir, cfg, metrics=metrics, precision=trainer.precision)
-        write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        # written last: its presence says the run is finished
+        write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
         csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
         if csvs:
             plot_training_curves(csvs, out / "training_curves.png")
     return TrainResult(out, model_dir, metrics)
-
-
-def _keep_old_logs(out: Path) -> None:
-    """Lightning's CSV logger starts its file afresh: keep the part before a resume beside it."""
-    csv_path = out / "logs" / "metrics.csv"
-    if csv_path.exists() and trainer_is_rank_zero():
-        n = len(list(csv_path.parent.glob("metrics-part*.csv")))
-        csv_path.rename(csv_path.with_name(f"metrics-part{n + 1}.csv"))
 
 
 def trainer_is_rank_zero() -> bool:
@@ -180,18 +331,14 @@ def effective_batch_size(cfg: TrainConfig, trainer: L.Trainer) -> int:
 def prepare_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder unless told to replace the old one.
 
-    With ``overwrite`` the old run is cleared except its ``model/``, which the
-    new run swaps atomically when it finishes: a failed new run loses nothing.
+    With ``overwrite`` the old run stays until the new one has checked its data
+    and config, and is set aside (``RunFolder.set_aside``) rather than deleted.
     """
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(
-                f"{out}: output folder is not empty; pass overwrite=True to replace it, "
-                f"resume='{out}' to continue it, or choose another trainer.output_dir"
-            )
-        for child in out.iterdir():
-            if child.name != "model":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if RunFolder(out).entries() and not overwrite:
+        raise OutputExistsError(
+            f"{out}: output folder is not empty; pass overwrite=True to replace it, "
+            f"resume='{out}' to continue it, or choose another trainer.output_dir"
+        )
     out.mkdir(parents=True, exist_ok=True)

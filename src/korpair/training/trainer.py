@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from korpair.config import TrainConfig
 from korpair.hardware import resolve_precision
-from korpair.training.resume import AtomicCheckpointIO, ResumeCallback
+from korpair.training.resume import LAST, AtomicCheckpointIO, ResumeCallback
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +50,27 @@ def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
         use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],  # every checkpoint written beside its final name, then renamed
     )
+
+
+def build_checkpoints(cfg: TrainConfig, out: Path) -> tuple[ModelCheckpoint, list[ModelCheckpoint]]:
+    """The best checkpoint (by ``cfg.trainer.monitor``) and the callbacks that save the resume point.
+
+    Lightning's ``save_last`` writes ``last.ckpt`` only when the best one
+    changes, so a run killed late went back to its last improvement. Here the
+    resume point has callbacks of its own: at every validation whatever the
+    metric did, and every ``trainer.checkpoint_every_n_steps`` steps if set.
+    """
+    t = cfg.trainer
+    folder = out / "checkpoints"
+    # No version counter: each save replaces best.ckpt or last.ckpt itself, even in a run folder that
+    # was moved (Lightning then forgets which file it wrote and would save best-v1.ckpt beside it).
+    best = ModelCheckpoint(dirpath=folder, filename="best", monitor=t.monitor,
+                           mode="min" if t.monitor == "val_loss" else "max", save_top_k=1,
+                           enable_version_counter=False)
+    # monitor=None: keep the newest
+    last = dict(dirpath=folder, filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1,
+                enable_version_counter=False)
+    points = [ModelCheckpoint(**last)]
+    if t.checkpoint_every_n_steps:
+        points.append(ModelCheckpoint(**last, every_n_train_steps=t.checkpoint_every_n_steps))
+    return best, points
