@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from korpair.atomic import open_atomic
-from korpair.config import RUN_CONFIG_NAME, CorpusConfig, TrainConfig, load_config
+from korpair.config import CorpusConfig, TrainConfig, load_config
 from korpair.corpora import BUILTIN_CORPORA, iter_pairs, read_pairs, read_split
 from korpair.errors import ConfigError, CorpusError
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
 from korpair.inference.onnx import export_onnx
 from korpair.model_folder import SECTION, corpus_config, read_section
 from korpair.training import TrainResult, fit
-from korpair.training.resume import find_resume_checkpoint
+from korpair.training.run import resume_run
 from korpair.types import Pair, Prediction
 
 log = logging.getLogger(__name__)
@@ -39,22 +39,20 @@ def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: 
           overwrite: bool = False, resume: str | Path | None = None, callbacks: Sequence = ()) -> TrainResult:
     """Fine-tune a classifier; returns where the model went and its validation metrics.
 
-    ``resume`` continues an interrupted run: a run folder (its saved config is
-    used, ``overrides`` still apply, e.g. more epochs), or ``"auto"``: continue
-    the config's output folder if it holds a checkpoint, else start fresh.
-    ``callbacks`` are Lightning callbacks added to the run's Trainer.
+    ``resume`` continues a run: a run folder (its saved config is used,
+    ``overrides`` still apply, e.g. more epochs), or ``"auto"``: the config's
+    output folder, if it holds a run of the same config, else a fresh run
+    there (as a SLURM job submitted again wants). Either way a run killed
+    before its first checkpoint starts again, and a finished one is returned
+    as it is. ``overwrite`` replaces the run in a non-empty output folder,
+    once the new one has checked its data and has a checkpoint. Only one run
+    at a time may use an output folder. ``callbacks`` are Lightning callbacks
+    added to the run's Trainer.
     """
     if resume is not None and str(resume) != "auto":
-        run_dir = Path(resume)
-        saved = run_dir / RUN_CONFIG_NAME
-        if not saved.is_file():
-            raise ConfigError(f"{run_dir}: not a korpair run folder (no {RUN_CONFIG_NAME}); nothing to resume")
-        cfg = TrainConfig.from_file(saved, [*overrides, f"trainer.output_dir={run_dir}"])
-        return fit(cfg, resume=True, callbacks=callbacks)
+        return resume_run(resume, overrides, callbacks=callbacks)
     cfg = load_config(config, overrides)
-    if resume is not None and find_resume_checkpoint(cfg.trainer.output_dir) is not None:
-        return fit(cfg, resume=True, callbacks=callbacks)
-    return fit(cfg, overwrite=overwrite, callbacks=callbacks)
+    return fit(cfg, overwrite=overwrite, resume="auto" if resume is not None else False, callbacks=callbacks)
 
 
 def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: str | CorpusConfig | None = None,
