@@ -19,7 +19,7 @@ from pathlib import Path
 from korpair.atomic import open_atomic
 from korpair.config import CorpusConfig, TrainConfig, load_config
 from korpair.corpora import BUILTIN_CORPORA, iter_pairs, read_pairs, read_split
-from korpair.errors import ConfigError, CorpusError
+from korpair.errors import ConfigError, CorpusError, disk_full_as_error
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
 from korpair.inference.onnx import export_onnx
 from korpair.model_folder import SECTION, corpus_config, read_section
@@ -138,7 +138,8 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
     """Stream pairs from a CSV/TSV/JSONL file to a JSONL or CSV file of predictions.
 
     The input is read in chunks, so files larger than memory work; the output
-    appears only when complete. Returns the number of pairs written.
+    appears only when complete (on a full disk, a ``DiskFullError`` leaves a
+    previous output file as it was). Returns the number of pairs written.
     """
     predictor = model_dir if isinstance(model_dir, Predictor) else \
         Predictor.from_pretrained(model_dir, precision=precision, trust_remote_code=trust_remote_code)
@@ -147,7 +148,8 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
     output_file = Path(output_file)
     as_csv = output_file.suffix.lower() in (".csv", ".tsv")
     count = 0
-    with open_atomic(output_file, newline="" if as_csv else None) as fh, _progress(progress) as bar:
+    with disk_full_as_error(output_file), open_atomic(output_file, newline="" if as_csv else None) as fh, \
+            _progress(progress) as bar:
         writer = _csv_writer(fh, output_file, predictor.labels) if as_csv else None
         for pair, pred in predictor.predict_stream(pairs, batch_size):
             if writer is not None:

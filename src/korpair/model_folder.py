@@ -7,7 +7,8 @@ whose tokenizer's ``model_max_length`` is the trained max length (so
 ``transformers.pipeline(..., truncation=True)`` cuts pairs where korpair does)
 and whose ``README.md`` is a model card. Folders written by korpair 0.1 kept
 the run config in a side file, ``korpair_train.yaml``; they still load: the
-section is then read from that file.
+section is then read from that file. ``check_model_folder`` refuses a folder
+korpair cannot use before it is loaded, naming the file at fault.
 
 >>> read_section("no/such/folder")
 {}
@@ -19,6 +20,7 @@ section is then read from that file.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from korpair.config import RUN_CONFIG_NAME, CorpusConfig, TrainConfig
+from korpair.config import RUN_CONFIG_NAME, CorpusConfig, DataConfig, TrainConfig
 from korpair.errors import ModelFolderError
 from korpair.version import __version__
 
@@ -49,6 +51,10 @@ HUB_DATASETS = {"klue-nli": ("klue/klue", "nli", "cc-by-sa-4.0"),
                 "kornli": ("kakaobrain/kor_nli", None, "cc-by-sa-4.0")}
 _HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 _FROM_SCRATCH_SIZES = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout")
+# A classifier's output layer, as transformers names it (BERT, RoBERTa/ELECTRA, GPT-style): its bias
+# has one entry a label.
+_HEAD_BIAS = re.compile(r"(?:^|\.)(?:classifier|score)(?:\.out_proj)?\.bias")
+_REDO = "copy the folder again from where it came from, or export the model again"
 
 
 def build_section(cfg: TrainConfig | None, labels: Sequence[str], metrics: Mapping[str, Any] | None = None,
@@ -91,9 +97,138 @@ def read_section(folder: str | Path) -> dict[str, Any]:
 
 
 def trained_max_length(folder: str | Path) -> int | None:
-    """Tokens per pair the model was trained with, where the folder records it."""
+    """Tokens per pair the model was trained with, where the folder records a usable value."""
     value = read_section(folder).get("max_seq_length")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if _max_length_problem(value) is None else None
+
+
+def check_model_folder(folder: str | Path, *, base_model: bool = False) -> None:
+    """Raise a ``ModelFolderError`` naming the file at fault if korpair cannot use this local folder.
+
+    Reads ``config.json`` and the weights' headers, never the weights: the
+    safetensors files are whole, ``id2label`` numbers 0 to n-1 labels as many
+    as the weights' head has outputs, the section holds values korpair wrote.
+    ``base_model=True`` (a run's starting point, whose head, labels and section
+    are replaced) checks the files only.
+
+    >>> check_model_folder("no/such/folder")
+    Traceback (most recent call last):
+    korpair.errors.ModelFolderError: no/such/folder: not a model folder (no config.json)
+    """
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFolderError(f"{folder}: not a model folder (no config.json)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelFolderError(f"{config_path}: cannot be read ({err}); {_REDO}") from None
+    except ValueError as err:
+        raise ModelFolderError(f"{config_path}: not valid JSON ({err}); {_REDO}") from None
+    if not isinstance(config, dict):
+        raise ModelFolderError(f"{config_path}: not a JSON object; {_REDO}")
+    head = _check_weights(folder)
+    if base_model:
+        return
+    n_labels = _check_labels(config, config_path)
+    if head is not None and n_labels is not None and head[1] != n_labels:
+        raise ModelFolderError(f"{config_path}: id2label names {n_labels} labels, but the weights' classification "
+                               f"head ({head[0]}) has {head[1]} outputs; set id2label (and label2id) to the "
+                               f"{head[1]} labels the model was trained with, in output order")
+    if SECTION in config and not isinstance(config[SECTION], dict):
+        raise ModelFolderError(f"{config_path}: {SECTION} must be an object (a korpair section); {_REDO}")
+    where = config_path if isinstance(config.get(SECTION), dict) else folder / RUN_CONFIG_NAME
+    _check_section(read_section(folder), config, str(where))
+
+
+def check_tokenizer_files(folder: str | Path, file_names: Sequence[str]) -> None:
+    """Refuse a local folder with none of a tokenizer's ``vocab_files_names``: transformers would build an
+    empty tokenizer from it, which silently turns every word into ``[UNK]``."""
+    folder = Path(folder)
+    if file_names and not any((folder / name).is_file() for name in file_names):
+        raise ModelFolderError(f"{folder}: no tokenizer files (looked for {', '.join(sorted(set(file_names)))}); "
+                               "copy in the tokenizer the model was trained with (tokenizer.save_pretrained)")
+
+
+def _check_weights(folder: Path) -> tuple[str, int] | None:
+    """Check each safetensors file's size against its header; return the classification head
+    ``(tensor name, outputs)`` where exactly one is found."""
+    files = sorted(folder.glob("model*.safetensors"))  # one file, or the shards of a large model
+    heads = [(name, spec["shape"][0]) for path in files for name, spec in _safetensors_header(path).items()
+             if _HEAD_BIAS.search(name) and len(spec.get("shape", ())) == 1]
+    return heads[0] if len(heads) == 1 else None
+
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The tensors a safetensors file describes, after checking that the file holds all their bytes."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            length = int.from_bytes(fh.read(8), "little")
+            raw = fh.read(length) if 8 + length <= size else b""
+    except OSError as err:
+        raise ModelFolderError(f"{path}: cannot be read ({err}); {_REDO}") from None
+    try:
+        header = json.loads(raw)
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        end = max((int(t["data_offsets"][1]) for t in tensors.values()), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise ModelFolderError(f"{path}: truncated or damaged: not a whole safetensors file ({size} bytes); "
+                               f"{_REDO}") from None
+    if 8 + length + end != size:
+        raise ModelFolderError(f"{path}: truncated or damaged: holds {size} bytes where its header describes "
+                               f"{8 + length + end}; {_REDO}")
+    return tensors
+
+
+def _check_labels(config: Mapping[str, Any], config_path: Path) -> int | None:
+    """The number of labels ``id2label`` names, after checking that they are numbered 0 to n-1."""
+    id2label = config.get("id2label")
+    if id2label is None:
+        return None
+    try:
+        ids = sorted(int(k) for k in id2label) if isinstance(id2label, dict) else None
+    except ValueError:
+        ids = None
+    if ids is None or ids != list(range(len(ids))) or not all(isinstance(v, str) for v in id2label.values()):
+        raise ModelFolderError(f"{config_path}: id2label {id2label!r} does not number its labels 0 to n-1, each "
+                               "once; set it (and label2id) to the labels the model was trained with, in output "
+                               "order")
+    return len(ids)
+
+
+def _check_section(section: Mapping[str, Any], config: Mapping[str, Any], where: str) -> None:
+    """Every value of the section that korpair reads, checked at once; ``where`` names its file."""
+    problems = []
+    if (problem := _max_length_problem(section.get("max_seq_length", 64))) is not None:
+        problems.append(f"max_seq_length: {problem}")
+    labels = section.get("labels")
+    if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
+        problems.append(f"labels: must be a list of label names (got {labels!r})")
+    elif labels is not None and isinstance(config.get("id2label"), dict):
+        in_order = [config["id2label"][k] for k in sorted(config["id2label"], key=int)]
+        if labels != in_order:
+            problems.append(f"labels: {labels} differ from config.json's id2label {in_order}")
+    version = section.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= FORMAT_VERSION:
+        problems.append(f"format_version: {version!r} is not one this korpair reads (0 to {FORMAT_VERSION}; "
+                        "a newer korpair writes higher ones)")
+    if section.get("task", TASK) != TASK:
+        problems.append(f"task: {section['task']!r}; this korpair serves {TASK!r} models")
+    if problems:
+        raise ModelFolderError(f"{where}: the {SECTION} section is not usable: " + "; ".join(problems)
+                               + "; fix these values, or export the model again")
+    corpus_config(section, where)
+
+
+def _max_length_problem(value: Any) -> str | None:
+    """What is wrong with a recorded max length; the bounds are those of ``data.max_seq_length``."""
+    field = DataConfig.model_fields["max_seq_length"]
+    low = next(m.ge for m in field.metadata if hasattr(m, "ge"))
+    high = next(m.le for m in field.metadata if hasattr(m, "le"))
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return None
+    return f"must be a whole number of tokens from {low} to {high} (got {value!r})"
 
 
 def corpus_config(section: Mapping[str, Any], where: str = "config.json") -> CorpusConfig | None:

@@ -29,9 +29,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from korpair.atomic import write_dir
 from korpair.config import RUN_CONFIG_NAME
-from korpair.errors import ModelFolderError
-from korpair.inference.runtimes import ONNX_MODEL_FILE, require_onnxruntime
-from korpair.model_folder import trained_max_length
+from korpair.errors import ModelFolderError, disk_full_as_error, loading_error
+from korpair.inference.runtimes import LOAD_ERRORS, ONNX_MODEL_FILE, require_onnxruntime
+from korpair.model_folder import check_model_folder, trained_max_length
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
     dynamic. BERT-like encoders get their attention, GELU and LayerNorm fused
     (ONNX Runtime's transformer optimizer); ``quantize`` then stores the
     weights of every MatMul as int8 (dynamic quantization: activations are
-    quantized per batch at run time). If anything fails, an existing output
-    folder is left as it was.
+    quantized per batch at run time). If anything fails, a full disk included
+    (a ``DiskFullError``), an existing output folder is left as it was.
 
     Example::
 
@@ -71,8 +71,8 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
         # Eager attention traces to the MatMul/Softmax pattern that ONNX Runtime fuses into one op;
         # the SDPA path exports too, but stays unfused and slower.
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager")
-    except (OSError, ValueError) as err:
-        raise ModelFolderError(f"cannot load model {str(model_dir)!r}: {err}") from None
+    except LOAD_ERRORS as err:
+        raise loading_error(model_dir, "model", err) from err
     model.eval()
     # The folder then says its max length in the tokenizer too, as a folder korpair trains does.
     if (max_length := trained_max_length(model_dir)) is not None:
@@ -92,7 +92,8 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, tmp / name)
 
-    write_dir(out, fill)
+    with disk_full_as_error(out):
+        write_dir(out, fill)
     log.info("ONNX model%s written to %s", " (int8)" if quantize else "", out)
     return out
 
@@ -106,6 +107,7 @@ def _check_model_folder(path: Path) -> None:
     if not (path / "config.json").is_file():
         hint = f"; did you mean {path / 'model'}?" if (path / "model" / "config.json").is_file() else ""
         raise ModelFolderError(f"{path}: not a model folder (no config.json){hint}")
+    check_model_folder(path)
 
 
 class _Logits(torch.nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -14,8 +15,9 @@ import numpy as np  # noqa: E402
 from korpair.atomic import write_figure  # noqa: E402
 
 
-def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path) -> Path:
-    """Counts, with each row (gold label) shaded by its share."""
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path | BinaryIO) -> Path | BinaryIO:
+    """Counts, with each row (gold label) shaded by its share; ``out_png`` is a path (written atomically)
+    or an open binary file."""
     matrix = np.asarray(matrix)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = 1.2 + 1.1 * len(names)
@@ -33,6 +35,9 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Pat
     ax.set_title(f"accuracy {acc:.1%} (n={matrix.sum()})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of gold row")
     fig.tight_layout()
-    write_figure(out_png, fig)
+    if hasattr(out_png, "write"):  # e.g. one of several files that must appear together
+        fig.savefig(out_png, format="png", dpi=120, bbox_inches="tight")
+    else:
+        write_figure(out_png, fig)
     plt.close(fig)
     return out_png

@@ -23,11 +23,11 @@ import torch
 from transformers import AutoTokenizer
 
 from korpair.atomic import recover_dir
-from korpair.errors import ModelFolderError
+from korpair.errors import ModelFolderError, loading_error
 from korpair.features import PairCollator, encode_pairs
 from korpair.hardware import check_inference_precision, pad_multiple
 from korpair.inference.runtimes import ONNX_MODEL_FILE, Runtime, load_runtime
-from korpair.model_folder import trained_max_length
+from korpair.model_folder import check_tokenizer_files, trained_max_length
 from korpair.types import Pair, Prediction
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,10 @@ class Predictor:
         a GPU where there is one. ``precision="bf16"`` (or ``"16"``) runs a
         PyTorch model under autocast: about 2x the pairs/s on a CPU with
         AVX512-BF16 or AMX and on recent GPUs, with scores within about 1e-2 of
-        fp32; an ONNX model runs as it was exported, in ``"32"`` only.
+        fp32; an ONNX model runs as it was exported, in ``"32"`` only. A folder
+        korpair cannot use (damaged weights or tokenizer, labels that do not fit
+        the weights, a bad ``korpair`` section) is refused with a
+        ``ModelFolderError`` that names the file.
         """
         check_inference_precision(precision)
         path = Path(name_or_path)
@@ -88,8 +91,10 @@ class Predictor:
                                trust_remote_code=trust_remote_code)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise ModelFolderError(f"cannot load the tokenizer of {str(name_or_path)!r}: {err}") from None
+        except Exception as err:  # tokenizers raises bare Exceptions for a damaged tokenizer.json
+            raise loading_error(name_or_path, "tokenizer", err) from err
+        if path.is_dir():
+            check_tokenizer_files(path, list(tokenizer.vocab_files_names.values()))
         config = runtime.config
         labels = [config.id2label[i] for i in range(config.num_labels)]
         if max_seq_length is None:

@@ -16,17 +16,23 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import pickle
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig
 
-from korpair.errors import ConfigError, KorpairError, ModelFolderError
+from korpair.errors import ConfigError, KorpairError, ModelFolderError, loading_error
 from korpair.hardware import autocast_dtype, check_inference_precision, resolve_device
+from korpair.model_folder import check_model_folder
 
 ONNX_MODEL_FILE = "model.onnx"  # what `korpair export` writes, and what marks an ONNX model folder
+# What transformers raises for a folder it cannot load: no or bad files (OSError, ValueError), weights
+# that do not fit the config (RuntimeError), damaged safetensors, a pickle weights_only refuses.
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError, pickle.UnpicklingError)
 
 
 class Runtime(Protocol):
@@ -55,13 +61,18 @@ class TorchRuntime:
     @classmethod
     def load(cls, name_or_path: str | Path, *, device: str | None = None, precision: str = "32",
              trust_remote_code: bool = False) -> TorchRuntime:
-        """Load a PyTorch model folder or hub name (safetensors weights; remote code only when asked)."""
+        """Load a PyTorch model folder or hub name (safetensors weights; remote code only when asked).
+
+        A local folder is checked first (``korpair.model_folder.check_model_folder``).
+        """
         check_inference_precision(precision)
+        if Path(name_or_path).is_dir():
+            check_model_folder(name_or_path)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(name_or_path), trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise ModelFolderError(f"cannot load model {str(name_or_path)!r}: {err}") from None
+        except LOAD_ERRORS as err:
+            raise loading_error(name_or_path, "model", err) from err
         return cls(model, device=device, precision=precision)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
@@ -92,10 +103,11 @@ class OnnxRuntime:
         check_inference_precision(precision, onnx_model=str(folder))
         ort = require_onnxruntime()
         providers, resolved = _onnx_providers(ort, device)
+        check_model_folder(folder)
         try:
             config = AutoConfig.from_pretrained(str(folder))
-        except (OSError, ValueError) as err:
-            raise ModelFolderError(f"cannot read {folder / 'config.json'}: {err}") from None
+        except LOAD_ERRORS as err:
+            raise loading_error(folder, "config", err) from err
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors

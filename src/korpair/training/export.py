@@ -18,6 +18,7 @@ from typing import Any
 
 from korpair.atomic import write_dir
 from korpair.config import TrainConfig
+from korpair.errors import disk_full_as_error
 from korpair.model_folder import CARD_NAME, SECTION, build_section, model_card
 
 
@@ -28,7 +29,8 @@ def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None,
     ``cfg`` is the run's config (``None`` for a model built outside a run: no
     max length, corpus or recipe is recorded then); ``metrics`` the best
     checkpoint's validation metrics; ``precision`` the one training ran in.
-    The labels are the model config's ``id2label``.
+    The labels are the model config's ``id2label``. On a full disk it raises a
+    ``DiskFullError`` naming ``folder``, whose previous content is left as it was.
     """
     folder = Path(folder)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -57,5 +59,6 @@ def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None,
         saved_tokenizer.save_pretrained(tmp)
         (tmp / CARD_NAME).write_text(card, encoding="utf-8")
 
-    write_dir(folder, fill)
+    with disk_full_as_error(folder):
+        write_dir(folder, fill)
     return folder

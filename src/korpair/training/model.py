@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from transformers import (
     AutoConfig,
@@ -23,7 +24,8 @@ from transformers import (
 )
 
 from korpair.config import ModelConfig
-from korpair.errors import ModelFolderError
+from korpair.errors import ModelFolderError, loading_error
+from korpair.model_folder import check_model_folder, check_tokenizer_files
 from korpair.types import LabelMap
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,13 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_l
 
 def build_model_and_tokenizer(cfg: ModelConfig, labels: LabelMap, texts: Iterable[str] = (),
                               max_seq_length: int = 512):
-    """Return ``(tokenizer, model)`` with the label names in the model config."""
+    """Return ``(tokenizer, model)`` with the label names in the model config.
+
+    A local ``cfg.name_or_path`` folder is checked before it is loaded
+    (``check_model_folder``): damaged weights, a pickle that ``weights_only``
+    refuses, a missing or damaged tokenizer are each a ``ModelFolderError``
+    naming the file. Its labels and head may be anything: they are replaced.
+    """
     label_kwargs = dict(num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id)
     if cfg.from_scratch:
         positions = max(512, max_seq_length)
@@ -98,8 +106,13 @@ def build_model_and_tokenizer(cfg: ModelConfig, labels: LabelMap, texts: Iterabl
         )
         return tokenizer, BertForSequenceClassification(config)
     common = dict(trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    local = Path(cfg.name_or_path).is_dir()
+    if local:
+        check_model_folder(cfg.name_or_path, base_model=True)
+    part = "tokenizer"
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path, use_fast=True, **common)
+        part = "model"
         config = AutoConfig.from_pretrained(cfg.name_or_path, **label_kwargs, **common)
         # A head trained for other labels is replaced, not silently reused.
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -111,6 +124,10 @@ def build_model_and_tokenizer(cfg: ModelConfig, labels: LabelMap, texts: Iterabl
             "Give a Hugging Face hub name (needs internet), a local folder with config.json, "
             "or set model.from_scratch=true to build a small BERT offline."
         ) from None
+    except Exception as err:  # damaged files: tokenizers raises bare Exceptions, torch an UnpicklingError ...
+        raise loading_error(cfg.name_or_path, part, err) from err
+    if local:
+        check_tokenizer_files(cfg.name_or_path, list(tokenizer.vocab_files_names.values()))
     if not getattr(tokenizer, "is_fast", False):
         log.warning("%s has no fast tokenizer: encoding will be slow", cfg.name_or_path)
     return tokenizer, model
