@@ -20,7 +20,6 @@ korpair cannot use before it is loaded, naming the file at fault.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
