@@ -113,7 +113,8 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
     resume: Annotated[Optional[str], typer.Option(
         metavar="DIR|auto",
-        help="continue an interrupted run: its folder, or 'auto' (the output folder, if it has a checkpoint)")] = None,
+        help="continue a run: its folder, or 'auto' (the output folder's run of the same config, if any; "
+             "else a fresh run)")] = None,
     **options: Any,
 ) -> None:
     """Fine-tune a classifier and export the best model as a Hugging Face folder."""
