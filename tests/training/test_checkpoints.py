@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from korpair import api
-from korpair.errors import KorpairError, ModelFolderError, TrainingInterrupted
+from korpair.errors import DiskFullError, ModelFolderError, TrainingInterrupted
 from korpair.training.resume import checkpoint_problem, find_resume_checkpoint
 from tools.sample_corpus import generate_pair_task
 
@@ -144,7 +144,7 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one(data, 
     for name in ("replace", "rename", "sendfile", "fsync"):
         monkeypatch.setattr(os, name, getattr(os, name))  # put back after the test
     install_faults(run, "enospc")
-    with pytest.raises(KorpairError, match="last.ckpt: no space left on device") as err:
+    with pytest.raises(DiskFullError, match="last.ckpt: no space left on device") as err:
         api.train(None, [*data, f"trainer.output_dir={run}"], callbacks=[SaveLastAt()])
     assert f"resume='{run}'" in str(err.value)
     assert _intact(run / "checkpoints" / "last.ckpt") == STEPS_PER_EPOCH

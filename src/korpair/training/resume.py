@@ -37,7 +37,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from korpair.atomic import open_atomic, recover_leftovers
-from korpair.errors import KorpairError, ModelFolderError, TrainingInterrupted
+from korpair.errors import DiskFullError, ModelFolderError, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,10 @@ def write_checkpoint(checkpoint: dict, path: Path) -> None:
         with open_atomic(path, "wb") as fh:
             torch.save(checkpoint, fh)
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # no EDQUOT on Windows
             raise
         run = path.parent.parent
-        raise KorpairError(f"{path}: no space left on device while writing the checkpoint; the previous "
+        raise DiskFullError(f"{path}: no space left on device while writing the checkpoint; the previous "
                            f"checkpoints are kept. Free some space, then continue with resume='{run}'") from None
 
 
