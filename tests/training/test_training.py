@@ -140,3 +140,26 @@ def test_auto_padding_multiple_is_off_on_cpu_and_8_on_gpu():
     assert module("cpu")._pad_multiple() is None
     assert module("cuda")._pad_multiple() == 8
     assert module("cpu", 16)._pad_multiple() == 16
+
+
+@pytest.mark.parametrize("victim", ["metrics.json", "korpair_train.yaml"])
+def test_a_full_disk_while_writing_the_run_is_an_error_naming_the_folder(pair_task_files, tmp_path, monkeypatch,
+                                                                         victim):
+    import errno
+
+    import korpair.training.run as run
+    from korpair.errors import DiskFullError
+
+    real = run.write_text
+
+    def write_text(path, text):
+        if Path(path).name == victim:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(run, "write_text", write_text)
+    out = tmp_path / "run"
+    with pytest.raises(DiskFullError, match="no space left on device") as err:
+        api.train(None, [*task_overrides(pair_task_files, out), "trainer.max_steps=2"])
+    assert str(out) in str(err.value)
+    assert not (out / "metrics.json").exists(), "a run that could not finish does not look finished"

@@ -34,7 +34,7 @@ from transformers import AutoTokenizer
 from korpair.atomic import write_dir, write_text
 from korpair.config import RUN_CONFIG_NAME, TrainConfig
 from korpair.corpora import load_splits
-from korpair.errors import ConfigError, ModelFolderError, OutputExistsError, TrainingInterrupted
+from korpair.errors import ConfigError, ModelFolderError, OutputExistsError, TrainingInterrupted, disk_full_as_error
 from korpair.features import PairDataModule, encode_pairs_cached
 from korpair.training.curves import plot_training_curves
 from korpair.training.export import export_model
@@ -223,9 +223,10 @@ def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequen
     try:
         if owner:
             _start_writing(folder, plan)
-            if cfg.model.from_scratch and not own_tokenizer:
-                write_dir(out / "tokenizer", tokenizer.save_pretrained)
-            write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
+            with disk_full_as_error(out):
+                if cfg.model.from_scratch and not own_tokenizer:
+                    write_dir(out / "tokenizer", tokenizer.save_pretrained)
+                write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
             log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",
                      effective_batch_size(cfg, trainer), cfg.data.batch_size, trainer.world_size,
                      cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
@@ -311,11 +312,12 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
     model_dir = out / "model"
     if trainer.is_global_zero:
         export_model(task.model, tokenizer, model_dir, cfg, metrics=metrics, precision=trainer.precision)
-        # written last: its presence says the run is finished
-        write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-        csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
-        if csvs:
-            plot_training_curves(csvs, out / "training_curves.png")
+        with disk_full_as_error(out):
+            csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
+            if csvs:
+                plot_training_curves(csvs, out / "training_curves.png")
+            # written last: its presence says the run is finished
+            write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return TrainResult(out, model_dir, metrics)
 
 
