@@ -10,7 +10,9 @@ An error is any other status, a transport failure or a timeout. Memory is "stabl
 trend over the second half (a least-squares line; the first half includes allocator warm-up)
 grows less than the noise: max(1% of the starting RSS, 3 x the residual spread around the line).
 
-Then the abuse run, on the same server: ``--abuse-concurrency`` (32) honest clients with the same request mix
+Then the abuse run, on a second server: a random "small" BERT (4 layers, hidden 256: ~2 ms a pair, so that
+work for nobody costs something) started with Linux's usual soft open-file limit of 1024 (``--server-nofile``).
+``--abuse-concurrency`` (32) honest clients with the same request mix
 for ``--abuse-duration`` seconds before any abuse, then ``--abuse-rounds`` (2) times: the same clients while
 ``--idle`` (1000) connections send ``GET /hea`` and nothing more (each reopened a second after the server
 closes it) and ``--abandoned`` (100) requests of 64 pairs are sent and closed at once, then a quiet phase.
@@ -47,7 +49,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_info  # noqa: E402
+from bench_common import cpu_ticks, machine_info, wait_for_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"  # loopback only, on purpose: no flag to change it
@@ -61,8 +63,13 @@ EXTRAS = ["", "", "", " 😀", " \"정말?\"", ", 그리고", " ㅋㅋ", " 👨�
 MIB = 1024 * 1024
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """The tests' tiny classifier: a random 2-layer BERT (hidden 32) with a WordPiece vocabulary of 300."""
+# name: (hidden size, layers, heads, intermediate size). "small" costs ~2 ms a pair on one core of this machine
+# (the tiny one ~0.15 ms): enough that the model's time matters, as a real model's does.
+MODEL_SIZES = {"tiny": (32, 2, 2, 64), "small": (256, 4, 4, 1024)}
+
+
+def build_tiny_model(folder: Path, size: str = "tiny") -> Path:
+    """A random BERT with a WordPiece vocabulary of 300: "tiny" is the tests' (2 layers, hidden 32)."""
     import torch
 
     from korpair.config import ModelConfig
@@ -71,19 +78,28 @@ def build_tiny_model(folder: Path) -> Path:
     from korpair.types import LabelMap
 
     torch.manual_seed(0)
-    cfg = ModelConfig(from_scratch=True, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2,
-                      intermediate_size=64)
+    hidden, layers, heads, intermediate = MODEL_SIZES[size]
+    cfg = ModelConfig(from_scratch=True, vocab_size=300, hidden_size=hidden, num_layers=layers, num_heads=heads,
+                      intermediate_size=intermediate)
     tokenizer, model = build_model_and_tokenizer(cfg, LabelMap(LABELS), SENTENCES * 5, 64)
     return export_model(model, tokenizer, folder)
 
 
-def start_server(model_dir: Path, torch_threads: int, log_file: Path) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, torch_threads: int, log_file: Path,
+                 nofile: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A ``run_server`` process on a free loopback port; ``nofile`` sets its soft open-file limit (hard kept)."""
     code = "import sys; from korpair.serve import run_server; run_server(sys.argv[1], host=sys.argv[2], port=0)"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch_threads)}
+
+    def limit_files() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile if hard == resource.RLIM_INFINITY else min(nofile, hard),
+                                                    hard))
+
     # Everything to a file: a pipe nobody drains would fill with access-log lines and stall the server.
     with open(log_file, "w") as log:
         proc = subprocess.Popen([sys.executable, "-c", code, str(model_dir), HOST], stdout=log,
-                                stderr=subprocess.STDOUT, text=True, env=env)
+                                stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=limit_files if nofile else None)
     match = None
     for _ in range(1200):  # run_server prints its URL once it listens
         match = re.search(r"(http://127\.0\.0\.1:\d+/)", log_file.read_text())
@@ -120,6 +136,20 @@ def sample_process(pid: int) -> dict:
     field = lambda name: int(re.search(rf"^{name}:\s+(\d+)", status, re.M).group(1))  # noqa: E731
     return {"rss_mib": field("VmRSS") / 1024, "threads": field("Threads"),
             "open_fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def process_ticks(pid: int) -> int:
+    """Clock ticks (user + system) that process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def others_share(before: tuple, after: tuple, seconds: float) -> float:
+    """Fraction of the machine's cores used by processes other than this one and the server (``pid`` above)."""
+    (machine0, own0), server0 = before
+    (machine1, own1), server1 = after
+    others = (machine1 - machine0) - (own1 - own0) - (server1 - server0)
+    return round(max(0.0, others / (seconds * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1))), 2)
 
 
 def make_request(rng: random.Random) -> tuple[dict, int]:
@@ -178,6 +208,7 @@ async def run_load(url: str, pid: int, concurrency: int, duration: float, args: 
 
         start = time.perf_counter()
         deadline = start + duration
+        ticks_before = cpu_ticks(), process_ticks(pid)
 
         async def client_loop(k: int) -> None:
             rng = random.Random(seed * 1000 + k)
@@ -201,6 +232,7 @@ async def run_load(url: str, pid: int, concurrency: int, duration: float, args: 
         attacking = [attack(deadline)] if attack else []
         outcomes = await asyncio.gather(sampler(), *attacking, *(client_loop(k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
+        others = others_share(ticks_before, (cpu_ticks(), process_ticks(pid)), elapsed)
         health = (await client.get("health")).json()
     ms = np.array(latencies) * 1000
     return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:10],
@@ -208,6 +240,7 @@ async def run_load(url: str, pid: int, concurrency: int, duration: float, args: 
             "seconds": round(elapsed, 1), "requests_per_s": round(len(latencies) / elapsed, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
             "max_ms": round(float(ms.max()), 2), "max_queue_depth": max(s["queue_depth"] for s in samples),
+            "others_cpu_share": others,
             "health_after": health, "memory": analyse_memory(samples), "attack": outcomes[1] if attack else None,
             "samples": samples, "latencies_ms": ms}
 
@@ -287,18 +320,36 @@ def make_attack(port: int, args: argparse.Namespace) -> Callable[[float], Awaita
 
 
 async def abuse(url: str, pid: int, args: argparse.Namespace) -> dict:
-    """The same honest load before, during and after each of ``--abuse-rounds`` abuses; the soak's server, still up.
+    """The same honest load before, during and after each of ``--abuse-rounds`` abuses of the server at ``url``.
 
     Two rounds tell a one-off high-water mark (the first round's idle connections take memory that Python
     keeps for reuse) from growth: the RSS is flat when the second round adds nothing beyond the noise.
     """
     port = int(url.rstrip("/").rsplit(":", 1)[1])
+
+    async def big_requests(deadline: float) -> dict:
+        # Warm-up: the abuse's 64-pair requests, answered, so that the model's memory reaches its working size first.
+        body = json.loads(abandoned_request(port, args.abandoned_pairs).split(b"\r\n\r\n", 1)[1])
+        sent = 0
+        async with httpx.AsyncClient(base_url=url, timeout=args.request_timeout) as client:
+            while time.perf_counter() < deadline:
+                await client.post("predict", json=body)
+                sent += 1
+        return {"answered_64_pair_requests": sent}
+
+    # A BERT's RSS grows for its first thousands of batches (torch caches a kernel per new shape; measured in-process:
+    # the small model, without any server, 443 -> 572 MiB over 3000 calls, nearly all in the first 1500).
+    warm_up = await run_load(url, pid, args.abuse_concurrency, args.warm_up_s, args, big_requests, 0)
+    warm_up.pop("latencies_ms")
     plan = [("before", None)]
     for n in range(1, args.abuse_rounds + 1):
         plan += [(f"abuse {n}", make_attack(port, args)), (f"after {n}", None)]
     phases = {}
     for seed, (name, attack) in enumerate(plan):
+        # On a shared machine other jobs come and go: start each phase when they leave the cores (mostly) alone.
+        waited = await asyncio.to_thread(wait_for_quiet, 0.25, args.quiet_wait_s)
         phases[name] = await run_load(url, pid, args.abuse_concurrency, args.abuse_duration, args, attack, seed + 1)
+        phases[name]["waited_for_quiet_s"] = round(waited, 1)
     # The no-abuse p99 pools every phase without abuse, so that a drift in the machine's other load cancels out.
     latencies = {name: phase.pop("latencies_ms") for name, phase in phases.items()}
     baseline_p99 = float(np.percentile(np.concatenate([v for k, v in latencies.items() if "abuse" not in k]), 99))
@@ -310,7 +361,8 @@ async def abuse(url: str, pid: int, args: argparse.Namespace) -> dict:
     first_round = round(ends[0] - rss[0], 1)
     later_rounds = round(ends[-1] - ends[0], 1)
     flat = later_rounds <= max(0.01 * rss[0], 4.0) if len(ends) > 1 else first_round <= max(0.02 * rss[0], 8.0)
-    return {"phases": phases, "baseline_p99_ms": round(baseline_p99, 2), "abuse_p99_ms": round(abused_p99, 2),
+    return {"warm_up": {k: warm_up[k] for k in ("requests", "errors", "seconds", "p99_ms", "memory", "attack")},
+            "phases": phases, "baseline_p99_ms": round(baseline_p99, 2), "abuse_p99_ms": round(abused_p99, 2),
             "p99_ratio": round(ratio, 2), "other_5xx": fives, "rss_start_mib": rss[0], "rss_peak_mib": max(rss),
             "rss_end_mib": rss[-1], "rss_first_round_growth_mib": first_round,
             "rss_later_rounds_growth_mib": later_rounds if len(ends) > 1 else None,
@@ -349,7 +401,8 @@ def write_report(info: dict, result: dict, abused: dict | None, args: argparse.N
                     "duration_s_per_phase": args.abuse_duration, "honest_clients": args.abuse_concurrency,
                     "idle_connections": args.idle, "idle_ramp_s": args.idle_ramp_s, "abandoned_requests": args.abandoned,
                     "pairs_per_abandoned_request": args.abandoned_pairs, "rounds": args.abuse_rounds,
-                    "file_descriptors": fd_note}}
+                    "model": {"name": args.abuse_model, "hidden_layers_heads_intermediate": MODEL_SIZES[args.abuse_model]},
+                    "server_soft_nofile": args.server_nofile or "inherited", "client_file_descriptors": fd_note}}
     (RESULTS / "soak.json").write_text(json.dumps({"machine": info, "settings": settings, "load_1min_before":
                                                    load_before, "result": result, "abuse": abused},
                                                   indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -394,27 +447,38 @@ def write_report(info: dict, result: dict, abused: dict | None, args: argparse.N
 def abuse_report(abused: dict, args: argparse.Namespace, fd_note: str) -> list[str]:
     phases, goals = abused["phases"], abused["goals"]
     attacks = {name: phase["attack"] for name, phase in phases.items() if phase["attack"]}
+    hidden, layers, _, _ = MODEL_SIZES[args.abuse_model]
+    nofile = (f"a soft open-file limit of {args.server_nofile} (Linux's usual default; the hard limit kept)"
+              if args.server_nofile else "this process's open-file limit")
+    log = abused["server_log"]
     rows = ["| phase | requests | errors | 503 shed | other 5xx | req/s | p50 ms | p99 ms | max ms "
-            "| max queue pairs | RSS start MiB | RSS peak MiB | RSS end MiB | open files start -> end |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "| max queue pairs | RSS start MiB | RSS peak MiB | RSS end MiB | other jobs' CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, p in phases.items():
         m = p["memory"]
         other = sum(v for k, v in p["statuses"].items() if k.startswith("5") and k != "503")
         rows.append(f"| {name} | {p['requests']} | {p['errors']} | {p['shed_503']} | {other} | {p['requests_per_s']} "
                     f"| {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['max_queue_depth']} | {m['rss_start_mib']} "
-                    f"| {m['rss_peak_mib']} | {m['rss_end_mib']} | {m['open_fds_start_end'][0]} -> "
-                    f"{m['open_fds_start_end'][1]} |")
+                    f"| {m['rss_peak_mib']} | {m['rss_end_mib']} | {p['others_cpu_share']:.0%} |")
     mark = lambda ok: "met" if ok else "MISSED"  # noqa: E731
     return [
         "## Abuse run", "",
-        f"The same server, after the soak: {args.abuse_concurrency} honest clients (the soak's request mix) for "
-        f"{args.abuse_duration:g} s before the abuse, then {args.abuse_rounds} rounds of {args.abuse_duration:g} s "
+        f"A second `run_server` process, serving a random {args.abuse_model} BERT ({hidden}x{layers}: about "
+        f"{'2 ms' if args.abuse_model == 'small' else '0.15 ms'} a pair in a batch on one core) with default limits, "
+        f"started with {nofile}. After a {args.warm_up_s:g} s warm-up (the honest load and answered "
+        f"{args.abandoned_pairs}-pair requests; RSS {abused['warm_up']['memory']['rss_start_mib']} -> "
+        f"{abused['warm_up']['memory']['rss_end_mib']} MiB), {args.abuse_concurrency} honest clients (the soak's "
+        f"request mix) for {args.abuse_duration:g} s before the abuse, then {args.abuse_rounds} rounds of "
+        f"{args.abuse_duration:g} s "
         f"of abuse and {args.abuse_duration:g} s after it. During an abuse, {args.idle} idle connections "
         f"arrive over {args.idle_ramp_s:g} s, each sending `GET /hea` and nothing more and reopened 1 s after the "
         f"server closes it, and {args.abandoned} requests of {args.abandoned_pairs} pairs are sent and closed at "
         "once, in 10 bursts over the phase. All on 127.0.0.1. A 503 with Retry-After is the server shedding load "
-        f"on purpose. File descriptors: {fd_note}.", "",
+        f"on purpose. This process's file descriptors: {fd_note}. Each phase starts once other jobs use at most "
+        f"a quarter of the cores (or after {args.quiet_wait_s:g} s); the last column is their share during it.", "",
         *rows, "",
+        f"Server log: {log['lines']} lines, {log['accept out of resource']} of them `socket.accept() out of system "
+        f"resource`; its connection-limit lines: {log['warnings'] or 'none'}.", "",
         *[f"Attack, {name}: {a.get('idle_opened', 0)} idle connections opened ({a.get('idle_connect_failures', 0)} "
           f"failed to connect), {a.get('idle_closed_by_server', 0)} closed by the server, after "
           f"{a.get('idle_mean_held_s')} s on average (header_timeout_s=10, or sooner to stay within "
@@ -463,6 +527,15 @@ def main() -> int:
     abuse_args.add_argument("--abandoned", type=int, default=100, help="requests sent and closed at once")
     abuse_args.add_argument("--abandoned-pairs", type=int, default=64, help="pairs in each abandoned request")
     abuse_args.add_argument("--abuse-rounds", type=int, default=2, help="abuses, each followed by a quiet phase")
+    abuse_args.add_argument("--abuse-model", choices=sorted(MODEL_SIZES), default="small",
+                            help="the abuse run's model: small (~2 ms a pair) makes abandoned work cost something")
+    abuse_args.add_argument("--warm-up-s", type=float, default=90.0,
+                            help="seconds of honest load (and answered 64-pair requests) before the measured phases")
+    abuse_args.add_argument("--quiet-wait-s", type=float, default=30.0,
+                            help="before each phase, wait up to this long for other jobs to leave the cores")
+    abuse_args.add_argument("--server-nofile", type=int, default=1024,
+                            help="soft open-file limit of the abuse run's server (Linux's usual default; 0: this "
+                                 "process's)")
     args = parser.parse_args()
     if args.idle < 0 or args.abandoned < 0 or args.abuse_rounds < 1 or not 1 <= args.abandoned_pairs <= 64:
         parser.error("--idle and --abandoned must be >= 0, --abuse-rounds >= 1, --abandoned-pairs 1 to 64 "
@@ -472,21 +545,28 @@ def main() -> int:
     # This process holds the idle and abandoned connections besides the honest ones (and the server inherits it).
     fd_note = raise_fd_limit(args.idle + args.abandoned + args.abuse_concurrency + 256)
     load_before = round(os.getloadavg()[0], 2)
+    abused = None
     with tempfile.TemporaryDirectory(prefix="korpair-soak-") as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny")
         proc, url = start_server(model_dir, args.torch_threads, Path(tmp) / "server.log")
         try:
-            # Each run stops itself: at its deadline, or at the latest 2 minutes (1 a phase) after it.
+            # Each run stops itself: at its deadline, or at the latest 2 minutes after it.
             result = asyncio.run(asyncio.wait_for(soak(url, proc.pid, args), timeout=args.duration + 120))
-            phases = 2 * args.abuse_rounds + 1
-            abused = None if args.no_abuse else asyncio.run(
-                asyncio.wait_for(abuse(url, proc.pid, args), timeout=phases * (args.abuse_duration + 60)))
         finally:
             stop_server(proc)
-            log = (Path(tmp) / "server.log").read_text(errors="replace")
-    if abused is not None:
-        abused["server_log_lines"] = {"accept out of resource": log.count("out of system resource"),
-                                      "total": log.count("\n")}
+        if not args.no_abuse:
+            model_dir = build_tiny_model(Path(tmp) / args.abuse_model, args.abuse_model)
+            log_file = Path(tmp) / "abuse-server.log"
+            proc, url = start_server(model_dir, args.torch_threads, log_file, args.server_nofile or None)
+            try:
+                phases = 2 * args.abuse_rounds + 1  # at the latest a minute and a half a phase after their deadlines
+                timeout = args.warm_up_s + phases * (args.abuse_duration + args.quiet_wait_s + 60) + 90
+                abused = asyncio.run(asyncio.wait_for(abuse(url, proc.pid, args), timeout=timeout))
+            finally:
+                stop_server(proc)
+            log = log_file.read_text(errors="replace")
+            abused["server_log"] = {"lines": log.count("\n"), "accept out of resource": log.count(
+                "out of system resource"), "warnings": [line for line in log.splitlines() if "max_connections" in line]}
     report = write_report(machine_info(("torch", "transformers", "fastapi", "uvicorn")), result, abused, args,
                           load_before, fd_note)
     print(report)
