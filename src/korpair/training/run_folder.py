@@ -155,6 +155,7 @@ def hold_run_folder(path: Path, owner: bool = True) -> Iterator[RunFolder]:
         return
     if folder.path.exists() and not folder.path.is_dir():
         raise OutputExistsError(f"{folder.path}: exists and is not a folder; choose another trainer.output_dir")
+    created = not folder.path.exists()
     folder.path.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder.path / LOCK_NAME)
     try:
@@ -173,6 +174,11 @@ def hold_run_folder(path: Path, owner: bool = True) -> Iterator[RunFolder]:
         # removed while still held, so that it never describes a later holder
         with contextlib.suppress(OSError):
             (folder.path / OWNER_NAME).unlink()
+        # a run that stopped before writing anything (bad data, a config error) leaves no folder it made
+        if created and [p.name for p in folder.path.iterdir()] == [LOCK_NAME]:
+            with contextlib.suppress(OSError):
+                (folder.path / LOCK_NAME).unlink()
+                folder.path.rmdir()
         lock.release()
 
 
