@@ -223,6 +223,31 @@ def test_resume_from_a_damaged_interruption_checkpoint_uses_the_last_one(data, t
     assert result.metrics["global_step"] == 2 * STEPS_PER_EPOCH
 
 
+class CrashAt(L.Callback):
+    """An exception at a chosen step: the run stops as a kill would stop it, writing nothing more."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("crashed")
+
+
+def test_resume_from_an_epoch_end_checkpoint_equals_the_uninterrupted_run(data, tmp_path):
+    """last.ckpt is written at an epoch's end; the next epoch's dropout masks must be the uninterrupted run's
+    (starting an epoch's DataLoader iterator drew a seed from the global generator, which no resume replays)."""
+    api.train(None, [*data, f"trainer.output_dir={tmp_path / 'a'}"])
+    run = tmp_path / "b"
+    with pytest.raises(RuntimeError, match="crashed"):
+        api.train(None, [*data, f"trainer.output_dir={run}"], callbacks=[CrashAt(FAULT_AT_STEP)])
+    assert _intact(run / "checkpoints" / "last.ckpt") == STEPS_PER_EPOCH
+    api.train(resume=run)
+    weights = [torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for folder in (tmp_path / "a", run)]
+    assert [k for k, v in weights[0].items() if not torch.equal(v, weights[1][k])] == []
+
+
 class DamageBestAtTheEnd(L.Callback):
     def on_train_end(self, trainer, *args, **kwargs) -> None:
         _truncate(Path(trainer.checkpoint_callback.best_model_path))

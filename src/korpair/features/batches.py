@@ -210,6 +210,9 @@ class PairDataModule(L.LightningDataModule):
             collate_fn=PairCollator(self.pad_id, self._pad_multiple()),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
+            # A generator of its own: each new iterator draws a seed from it, not from the global generator,
+            # whose draw at an epoch's start a resume from that epoch's end checkpoint cannot replay.
+            generator=torch.Generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
