@@ -96,7 +96,9 @@ def test_a_damaged_entry_is_encoded_again_with_a_warning(tokenizer, tmp_path, en
     assert str(first.folder) in warning and "encoding" in warning, warning
     caplog.clear()
     third = encode_pairs_cached(tokenizer, PAIRS, LABELS, 32, tmp_path)
-    assert len(encodes) == 2 and not caplog.records, "the rebuilt entry is a plain hit"
+    # warnings only: a CLI test earlier in the session may have set korpair's logger to INFO
+    assert len(encodes) == 2 and not [r for r in caplog.records if r.levelno >= logging.WARNING], \
+        "the rebuilt entry is a plain hit"
     assert_same(third, expected)
     assert [p.name for p in tmp_path.iterdir()] == [first.folder.name], "no temporary or damaged folder left"
 
