@@ -234,6 +234,12 @@ class CrashAt(L.Callback):
             raise RuntimeError("crashed")
 
 
+def _weights_differ(a: Path, b: Path) -> list[str]:
+    """The tensors in which the final last.ckpt of run ``a`` and of run ``b`` differ."""
+    first, second = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (a, b))
+    return [k for k, v in first.items() if not torch.equal(v, second[k])]
+
+
 def test_resume_from_an_epoch_end_checkpoint_equals_the_uninterrupted_run(data, tmp_path):
     """last.ckpt is written at an epoch's end; the next epoch's dropout masks must be the uninterrupted run's
     (starting an epoch's DataLoader iterator drew a seed from the global generator, which no resume replays)."""
@@ -243,9 +249,38 @@ def test_resume_from_an_epoch_end_checkpoint_equals_the_uninterrupted_run(data, 
         api.train(None, [*data, f"trainer.output_dir={run}"], callbacks=[CrashAt(FAULT_AT_STEP)])
     assert _intact(run / "checkpoints" / "last.ckpt") == STEPS_PER_EPOCH
     api.train(resume=run)
-    weights = [torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-               for folder in (tmp_path / "a", run)]
-    assert [k for k, v in weights[0].items() if not torch.equal(v, weights[1][k])] == []
+    assert _weights_differ(tmp_path / "a", run) == []
+
+
+def test_resume_in_the_middle_of_a_later_epoch_equals_the_uninterrupted_run(data, tmp_path):
+    """The position inside the second epoch is replayed (the sampler never heard the epoch, so a position in
+    epoch 1 matched no pass and the epoch started over)."""
+    api.train(None, [*data, f"trainer.output_dir={tmp_path / 'a'}"])
+    run = tmp_path / "b"
+    with pytest.raises(TrainingInterrupted):
+        api.train(None, [*data, f"trainer.output_dir={run}"], callbacks=[InterruptAt()])
+    state = torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    assert state["PairDataModule"] == {"epoch": 1, "train_batches_done": FAULT_AT_STEP + 1 - STEPS_PER_EPOCH}
+    api.train(resume=run)
+    assert _weights_differ(tmp_path / "a", run) == []
+
+
+class FirstBatches(L.Callback):
+    """Records the first training batch of every epoch."""
+
+    def __init__(self) -> None:
+        self.first: list[list[int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.first.append(batch["input_ids"][:, :4].tolist())
+
+
+def test_every_epoch_is_shuffled_anew(data, tmp_path):
+    """Lightning sets the epoch on ``batch_sampler.sampler``; the length-grouped sampler must hear it."""
+    seen = FirstBatches()
+    api.train(None, [*data, f"trainer.output_dir={tmp_path / 'run'}"], callbacks=[seen])
+    assert len(seen.first) == 2 and seen.first[0] != seen.first[1]
 
 
 class DamageBestAtTheEnd(L.Callback):

@@ -55,7 +55,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self._resume: tuple[int, int] | None = None  # (epoch, batches already trained in it)
 
     def set_epoch(self, epoch: int) -> None:
+        """Shuffle the next pass as epoch ``epoch`` (each epoch its own order, the same on every rank)."""
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> LengthGroupedBatchSampler:
+        """Itself: Lightning sets the epoch on ``batch_sampler.sampler``, never on the batch sampler."""
+        return self
 
     def resume(self, epoch: int, batches_done: int) -> None:
         """Make the next pass over ``epoch`` skip its first ``batches_done`` batches, which were trained
