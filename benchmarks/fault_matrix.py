@@ -27,8 +27,10 @@ korpair has no hook of its own, and normal runs pay nothing. Reported per phase:
 
     python benchmarks/fault_matrix.py                     # 5 phases x 3 tries, ~8 minutes on 2 busy cores
     python benchmarks/fault_matrix.py --tries 1 --phases export checkpoint
+    python benchmarks/fault_matrix.py --phases epoch validation --set trainer.checkpoint_every_n_steps=10 \
+        --name fault_matrix_every10                       # a resume point every 10 steps too, ~3 minutes
 
-Writes benchmarks/results/fault_matrix.json and fault_matrix.md.
+Writes benchmarks/results/fault_matrix.json and fault_matrix.md (``--name``: other names).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from bench_common import load_average, machine_info  # noqa: E402
 PHASES = ("encoding", "epoch", "validation", "checkpoint", "export")
 TRAIN_PAIRS, VALIDATION_PAIRS, EPOCHS = 960, 192, 2
 OVERRIDES = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
-             "model.num_heads=2", "model.intermediate_size=128", "model.dropout=0.1", "optim.lr=5e-4",
+             "model.num_heads=2", "model.intermediate_size=128", "model.dropout=0.1", "optim.lr=2e-3",
              "trainer.progress_bar=false", f"trainer.max_epochs={EPOCHS}"]
 PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])  # this checkout's korpair, and its tools/
 TEMPORARY = re.compile(r"^\..+\.(tmp|new|old|del)$|^\.encoding\.|^tmp")
@@ -326,9 +328,9 @@ def summarize(tries: list[dict]) -> list[dict]:
     return rows
 
 
-def write_report(result: dict, out_dir: Path) -> None:
+def write_report(result: dict, out_dir: Path, name: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fault_matrix.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     m, b = result["machine"], result["baseline"]
     lines = [
         "# korpair fault matrix: kill -9 at each phase of a run, then `--resume auto`", "",
@@ -358,7 +360,7 @@ def write_report(result: dict, out_dir: Path) -> None:
               "`steps lost`: steps trained before the kill minus the step of the newest good checkpoint. "
               "`data lost`: a checkpoint damaged under its final name, or no loadable model after the resume. "
               "Made by `python benchmarks/fault_matrix.py`.", ""]
-    (out_dir / "fault_matrix.md").write_text("\n".join(lines))
+    (out_dir / f"{name}.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -368,6 +370,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per korpair command")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--name", default="fault_matrix", help="the results' file names: NAME.json and NAME.md")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (printed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. trainer.checkpoint_every_n_steps=10")
@@ -403,8 +406,8 @@ def main() -> None:
             "counts": counts, "phases": summarize(tries), "tries": tries,
             "seconds": round(time.perf_counter() - started, 1),
         }
-        write_report(result, args.out)
-        print((args.out / "fault_matrix.md").read_text())
+        write_report(result, args.out, args.name)
+        print((args.out / f"{args.name}.md").read_text())
     finally:
         if args.keep:
             print(f"run folders kept in {work}")
