@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import socket
 import tarfile
 import threading
@@ -255,6 +256,9 @@ def test_the_next_mirror_is_used_when_one_fails(tmp_path, monkeypatch, mirror, c
     files = fetch_corpus("kornli", tmp_path / "kornli", ["validation"], retries=2)
     assert files == {"validation": [tmp_path / "kornli" / "xnli.dev.ko.tsv"]}
     assert files["validation"][0].read_bytes() == text
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert files["validation"][0].stat().st_mode & 0o777 == 0o666 & ~mask, "the file follows the umask"
     assert mirror.requests == ["/a/xnli.dev.ko.tsv"] * 2 + ["/b/xnli.dev.ko.tsv"], "each mirror in order, retried"
     assert sorted(p.name for p in (tmp_path / "kornli").iterdir()) == ["xnli.dev.ko.tsv"], "no temporary left"
     assert "Downloading" not in capfd.readouterr().err, "pooch's own log stays quiet"

@@ -186,6 +186,8 @@ def _download(remote: RemoteFile, target: Path, retries: int) -> None:
                 problem = _problem(fetched, remote)
                 if problem:
                     raise DownloadError(problem)
+                # pooch writes through NamedTemporaryFile (0600): give the file the mode open() would
+                os.chmod(fetched, 0o666 & ~_umask())
                 os.replace(fetched, target)
             return
         except DownloadError as err:
@@ -253,3 +255,10 @@ def _verify(path: Path, remote: RemoteFile) -> None:
     problem = _problem(path, remote)
     if problem:
         raise DownloadError(f"{path}: {problem}; delete it to download it again")
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
