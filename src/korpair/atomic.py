@@ -170,7 +170,7 @@ def _recover(path: Path) -> None:
     if not leftovers:
         return
     host = socket.gethostname()
-    dead = [lo for lo in leftovers if lo.host == host and not _process_alive(lo.pid)]
+    dead = [lo for lo in leftovers if lo.host == host and not process_alive(lo.pid)]
     if not os.path.lexists(path):
         foreign = [lo for lo in leftovers if lo.host != host and _age_s(lo.path) > FOREIGN_GRACE_S]
         # a complete new version first, else the old one back; the most recent of each
@@ -214,7 +214,8 @@ def _temp_name(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}.{kind}")
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts): for leftovers of killed writers."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from korpair.atomic import process_alive
 from korpair.config import korpair_home
 from korpair.errors import KorpairError
 from korpair.features import encode as _encode
@@ -342,20 +343,10 @@ def _remove_orphaned_temp_folders(root: Path) -> None:
     host = socket.gethostname()
     for folder in root.glob(".encoding.*@*"):
         pid, _, rest = folder.name.removeprefix(".encoding.").partition("@")
-        if rest.rsplit(".", 1)[0] != host or not pid.isdigit() or _process_alive(int(pid)):
+        if rest.rsplit(".", 1)[0] != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         log.info("removing %s, left by a killed encoder (process %s)", folder, pid)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _encode_in_memory(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None,
