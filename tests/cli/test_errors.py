@@ -84,7 +84,6 @@ def test_a_full_disk_in_evaluate_exits_2_and_keeps_the_previous_report(tiny_mode
 
 
 def test_a_full_disk_in_export_exits_2_and_keeps_the_previous_export(tiny_model_dir, tmp_path, monkeypatch):
-    pytest.importorskip("onnxruntime")
     import torch
 
     out = tmp_path / "onnx"

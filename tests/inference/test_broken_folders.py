@@ -59,7 +59,6 @@ def test_a_negative_max_seq_length_stops_serve_from_starting(tiny_model_dir, tmp
 
 
 def test_an_onnx_export_of_a_broken_folder_is_refused(tiny_model_dir, tmp_path):
-    pytest.importorskip("onnxruntime")
     folder = broken_copy(tiny_model_dir, tmp_path, "truncated safetensors")
     with pytest.raises(ModelFolderError, match="truncated"):
         api.export(folder, tmp_path / "onnx")
@@ -139,7 +138,6 @@ def test_a_full_disk_while_evaluating_keeps_the_previous_report(tiny_model_dir, 
 
 
 def test_a_full_disk_while_exporting_onnx_keeps_the_previous_export(tiny_model_dir, tmp_path, monkeypatch):
-    pytest.importorskip("onnxruntime")
     import torch
 
     out = tmp_path / "onnx"

@@ -11,17 +11,15 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-pytest.importorskip("onnxruntime")
-
-from korpair.config import CorpusConfig  # noqa: E402
-from korpair.corpora import read_pairs, read_split  # noqa: E402
-from korpair.errors import ConfigError, ModelFolderError  # noqa: E402
-from korpair.inference import Predictor  # noqa: E402
-from korpair.inference import onnx as korpair_onnx  # noqa: E402
-from korpair.inference.onnx import export_onnx  # noqa: E402
-from korpair.model_folder import trained_max_length  # noqa: E402
-from korpair.serve import create_app  # noqa: E402
-from korpair.types import Pair  # noqa: E402
+from korpair.config import CorpusConfig
+from korpair.corpora import read_pairs, read_split
+from korpair.errors import ConfigError, ModelFolderError
+from korpair.inference import Predictor
+from korpair.inference import onnx as korpair_onnx
+from korpair.inference.onnx import export_onnx
+from korpair.model_folder import trained_max_length
+from korpair.serve import create_app
+from korpair.types import Pair
 
 
 @pytest.fixture(scope="module")
