@@ -72,6 +72,18 @@ def pair_task_files(tmp_path_factory):
     return folder
 
 
+def write_pair_task_files(folder: Path, n: int, n_train: int, seed: int) -> list[str]:
+    """Write a generated pair task as train/validation JSONL in ``folder``; return the corpus/cache overrides."""
+    from tools.sample_corpus import generate_pair_task
+
+    rows = generate_pair_task(n, seed=seed)
+    for name, part in (("train", rows[:n_train]), ("validation", rows[n_train:])):
+        (folder / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+    return ["corpus.name=files", f"corpus.train_file={folder / 'train.jsonl'}",
+            f"corpus.validation_file={folder / 'validation.jsonl'}", f"data.cache_dir={folder / 'cache'}"]
+
+
 def task_overrides(folder: Path, out: Path) -> list[str]:
     return ["corpus.name=files", f"corpus.train_file={folder / 'train.jsonl'}",
             f"corpus.validation_file={folder / 'validation.jsonl'}", f"trainer.output_dir={out}",

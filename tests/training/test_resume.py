@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import write_pair_task_files
 
 from korpair import api
 from korpair.errors import (
@@ -21,7 +21,6 @@ from korpair.errors import (
     OutputExistsError,
     TrainingInterrupted,
 )
-from tools.sample_corpus import generate_pair_task
 
 TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
         "model.num_heads=2", "model.intermediate_size=128", "model.dropout=0.1", "trainer.progress_bar=false",
@@ -33,13 +32,7 @@ EPOCHS_WHEN_KILLED = 10
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> list[str]:
-    folder = tmp_path_factory.mktemp("resume-data")
-    rows = generate_pair_task(1200, seed=5)
-    for name, part in (("train", rows[:960]), ("validation", rows[960:])):
-        (folder / f"{name}.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-    return ["corpus.name=files", f"corpus.train_file={folder / 'train.jsonl'}",
-            f"corpus.validation_file={folder / 'validation.jsonl'}", f"data.cache_dir={folder / 'cache'}", *TINY]
+    return [*write_pair_task_files(tmp_path_factory.mktemp("resume-data"), 1200, 960, seed=5), *TINY]
 
 
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(data, tmp_path):

@@ -15,10 +15,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import write_pair_task_files
 
 from korpair import api
 from korpair.errors import CorpusError, OutputExistsError
-from tools.sample_corpus import generate_pair_task
 
 TINY = ["model.from_scratch=true", "model.vocab_size=2000", "model.hidden_size=64", "model.num_layers=2",
         "model.num_heads=2", "model.intermediate_size=128", "trainer.progress_bar=false",
@@ -29,13 +29,7 @@ INTERNAL = {".korpair.lock", ".korpair.owner"}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> list[str]:
-    folder = tmp_path_factory.mktemp("run-folder-data")
-    rows = generate_pair_task(400, seed=11)
-    for name, part in (("train", rows[:320]), ("validation", rows[320:])):
-        (folder / f"{name}.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-    return ["corpus.name=files", f"corpus.train_file={folder / 'train.jsonl'}",
-            f"corpus.validation_file={folder / 'validation.jsonl'}", f"data.cache_dir={folder / 'cache'}", *TINY]
+    return [*write_pair_task_files(tmp_path_factory.mktemp("run-folder-data"), 400, 320, seed=11), *TINY]
 
 
 @pytest.fixture(scope="module")
