@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "korpair"
 
 # A layer may import any layer below it, never one beside or above. The core (types, config,
 # errors, atomic writes, the model-folder contract) imports nothing of korpair's but the core.
-CORE = {"errors", "types", "config", "atomic", "version", "model_folder"}
+CORE = {"errors", "types", "config", "atomic", "version", "model_folder", "model_card"}
 LAYER = {
     **dict.fromkeys(CORE, 0),
     "hardware": 1, "corpora": 1,

@@ -27,6 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from korpair.errors import ConfigError
 from korpair.types import TRAIN_PRECISIONS
 
+# What each built-in corpus trains; korpair.corpora.builtin holds their files, labels and score ranges.
+BUILTIN_TASKS = {"sample": "classification", "klue-nli": "classification", "kornli": "classification",
+                 "korsts": "regression", "klue-sts": "regression", "paws-x-ko": "classification"}
+# The validation metrics each task reports, any of which can pick the best checkpoint; the first is the default.
+MONITORS = {"classification": ("val_accuracy", "val_macro_f1", "val_f1", "val_loss"),
+            "regression": ("val_spearman", "val_pearson", "val_mse", "val_mae", "val_loss")}
+LOWER_IS_BETTER = ("val_loss", "val_mse", "val_mae")
+
 # Saved in every run folder: the resolved config, read back by ``korpair train --resume``.
 RUN_CONFIG_NAME = "korpair_train.yaml"
 
@@ -48,9 +56,16 @@ class _Section(BaseModel):
 class CorpusConfig(_Section):
     """Where the sentence pairs come from."""
 
-    name: Literal["sample", "klue-nli", "kornli", "files"] = Field(
+    name: Literal["sample", "klue-nli", "kornli", "korsts", "klue-sts", "paws-x-ko", "files"] = Field(
         "sample", description="built-in corpus, or 'files' for your own train/validation/test files",
         json_schema_extra=_cli("--corpus"))
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="classification (labels) or regression (a score, e.g. similarity 0-5); auto: a "
+        "built-in corpus's own task, for files numeric labels with fractions or many values mean regression",
+        json_schema_extra=_cli("--task"))
+    score_range: tuple[float, float] | None = Field(
+        None, description="regression: lowest and highest valid score, e.g. [0, 5]; a score outside is an error; "
+        "default: a built-in corpus's own, none for files")
     data_dir: Path | None = Field(
         None, description="folder holding (or receiving) a built-in corpus's files; default "
         "~/.cache/korpair/corpora/NAME", json_schema_extra=_cli("--data-dir"))
@@ -88,6 +103,31 @@ class CorpusConfig(_Section):
             raise ValueError(f"corpus.name='files' (your own data, which a corpus.train_file implies) "
                              f"needs {' and '.join(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _task_fits_corpus(self) -> CorpusConfig:
+        own = BUILTIN_TASKS.get(self.name)
+        if own is not None and self.task not in ("auto", own):
+            others = [n for n, t in BUILTIN_TASKS.items() if t == self.task]
+            raise ValueError(f"corpus.task={self.task!r} does not fit corpus.name={self.name!r}, a {own} corpus; "
+                             f"{self.task} corpora: {', '.join(others)} (or your own files)")
+        if self.score_range is not None:
+            if self.known_task == "classification":
+                raise ValueError("corpus.score_range applies to regression; this corpus is classification")
+            low, high = self.score_range
+            if not low < high:
+                raise ValueError(f"corpus.score_range: needs low < high, got {list(self.score_range)}")
+        if self.labels is not None and self.known_task == "regression":
+            raise ValueError("corpus.labels applies to classification; a regression corpus has scores "
+                             "(corpus.score_range bounds them)")
+        return self
+
+    @property
+    def known_task(self) -> str | None:
+        """The task the config fixes (set, or a built-in corpus's own); ``None``: the data decides."""
+        if self.task != "auto":
+            return self.task
+        return BUILTIN_TASKS.get(self.name)
 
 
 class ModelConfig(_Section):
@@ -171,8 +211,10 @@ class TrainerConfig(_Section):
     checkpoint_every_n_steps: int | None = Field(
         None, ge=1, description="also save the resume point (checkpoints/last.ckpt) every N optimizer steps, for "
         "long epochs; it is saved at every validation anyway; null: at validations only")
-    monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = Field(
-        "val_accuracy", description="metric that picks the best checkpoint")
+    monitor: Literal["auto", "val_accuracy", "val_macro_f1", "val_f1", "val_loss", "val_spearman", "val_pearson",
+                     "val_mse", "val_mae"] = Field(
+        "auto", description="metric that picks the best checkpoint; auto: val_accuracy for classification, "
+        "val_spearman for regression; val_f1 is the positive (second) label's F1 of a two-label classifier")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many validations without improvement")
     accelerator: str = Field("auto", description="cpu, gpu, mps or auto", json_schema_extra=_cli("--accelerator"))
@@ -208,6 +250,18 @@ class TrainConfig(_Section):
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()
+
+    @model_validator(mode="after")
+    def _monitor_fits_task(self) -> TrainConfig:
+        task = self.corpus.known_task
+        if task is not None:
+            check_monitor(self.trainer.monitor, task)
+        return self
+
+    def monitor_for(self, task: str) -> str:
+        """The metric that picks the best checkpoint of a run of ``task``; ``auto`` resolved."""
+        check_monitor(self.trainer.monitor, task)
+        return MONITORS[task][0] if self.trainer.monitor == "auto" else self.trainer.monitor
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -253,6 +307,13 @@ class TrainConfig(_Section):
         """
         given = {name: dict(values) if isinstance(values, dict) else values for name, values in sections.items()}
         return TrainConfig.from_dict(_merge(self.to_dict(), _implied(given, "replace()")), "replace()")
+
+
+def check_monitor(monitor: str, task: str) -> None:
+    """Refuse a ``trainer.monitor`` that a run of ``task`` does not report."""
+    if monitor != "auto" and monitor not in MONITORS[task]:
+        raise ValueError(f"trainer.monitor={monitor!r} is not reported by {task}; it reports "
+                         f"{', '.join(MONITORS[task])} (or auto)")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

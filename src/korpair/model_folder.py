@@ -1,11 +1,13 @@
 """The model-folder contract: what korpair needs to use a model lives in the Hugging Face folder itself.
 
 A korpair model folder is a plain Hugging Face folder whose ``config.json``
-holds a ``korpair`` section (format version, task, labels, trained max length,
-korpair version, training corpus, training recipe, best validation metrics),
+holds a ``korpair`` section (format version, task: ``pair-classification``
+with its labels or ``pair-regression`` with its score range, trained max
+length, korpair version, training corpus, training recipe, best validation
+metrics),
 whose tokenizer's ``model_max_length`` is the trained max length (so
 ``transformers.pipeline(..., truncation=True)`` cuts pairs where korpair does)
-and whose ``README.md`` is a model card. Folders written by korpair 0.1 kept
+and whose ``README.md`` is a model card (``korpair.model_card``). Folders written by korpair 0.1 kept
 the run config in a side file, ``korpair_train.yaml``; they still load: the
 section is then read from that file. ``check_model_folder`` refuses a folder
 korpair cannot use before it is loaded, naming the file at fault.
@@ -15,6 +17,8 @@ korpair cannot use before it is loaded, naming the file at fault.
 >>> section = build_section(None, ("yes", "no"))
 >>> section["labels"], corpus_config(section)
 (['yes', 'no'], None)
+>>> build_section(None, ScoreRange(0, 5))["task"]
+'pair-regression'
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ from pydantic import ValidationError
 
 from korpair.config import RUN_CONFIG_NAME, CorpusConfig, DataConfig, TrainConfig
 from korpair.errors import ModelFolderError
+from korpair.types import LabelMap, ScoreRange, Target
 from korpair.version import __version__
 
 SECTION = "korpair"  # the key of korpair's section in config.json
 FORMAT_VERSION = 1  # bump when the section's meaning changes
 TASK = "pair-classification"
+REGRESSION_TASK = "pair-regression"
+SECTION_TASKS = {"classification": TASK, "regression": REGRESSION_TASK}  # korpair.types.TASKS -> section task
 CARD_NAME = "README.md"  # the model card, where the Hugging Face hub looks for it
 
 # The corpus settings that say how to read the same data again; download and max_train_pairs only
@@ -44,11 +51,12 @@ CORPUS_KEYS = ("name", "data_dir", "train_file", "validation_file", "test_file",
 # Validation metrics kept in the section, with their names on the hub (model-index metric types).
 VALIDATION_METRICS = {"val_accuracy": ("accuracy", "validation accuracy"),
                       "val_macro_f1": ("f1", "validation macro-F1"),
+                      "val_f1": ("f1", "validation F1 of the positive (second) label"),
+                      "val_spearman": ("spearmanr", "validation Spearman correlation"),
+                      "val_pearson": ("pearsonr", "validation Pearson correlation"),
+                      "val_mse": ("mse", "validation mean squared error"),
+                      "val_mae": ("mae", "validation mean absolute error"),
                       "val_loss": ("loss", "validation loss")}
-# Built-in corpora as the hub names them, and their licence (the one korpair.corpora.builtin states).
-HUB_DATASETS = {"klue-nli": ("klue/klue", "nli", "cc-by-sa-4.0"),
-                "kornli": ("kakaobrain/kor_nli", None, "cc-by-sa-4.0")}
-_HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 _FROM_SCRATCH_SIZES = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout")
 # A classifier's output layer, as transformers names it (BERT, RoBERTa/ELECTRA, GPT-style): its bias
 # has one entry a label.
@@ -56,9 +64,12 @@ _HEAD_BIAS = re.compile(r"(?:^|\.)(?:classifier|score)(?:\.out_proj)?\.bias")
 _REDO = "copy the folder again from where it came from, or export the model again"
 
 
-def build_section(cfg: TrainConfig | None, labels: Sequence[str], metrics: Mapping[str, Any] | None = None,
+def build_section(cfg: TrainConfig | None, target: Target | Sequence[str], metrics: Mapping[str, Any] | None = None,
                   precision: str | None = None) -> dict[str, Any]:
     """The ``korpair`` section of a model trained with ``cfg`` (``None``: a model built outside a run).
+
+    ``target`` is the label set (a ``LabelMap`` or the names in id order) of a
+    classifier, or the ``ScoreRange`` of a regression model.
 
     ``metrics`` are the best checkpoint's (``val_accuracy``, ``val_macro_f1``,
     ``val_loss``, and the run's counts such as ``global_step``); ``precision``
@@ -70,13 +81,18 @@ def build_section(cfg: TrainConfig | None, labels: Sequence[str], metrics: Mappi
     (128, 'klue-nli', {'val_accuracy': 0.8})
     """
     metrics = metrics or {}
-    section: dict[str, Any] = {"format_version": FORMAT_VERSION, "task": TASK, "labels": list(labels),
-                               "korpair_version": __version__}
+    section: dict[str, Any] = {"format_version": FORMAT_VERSION}
+    if isinstance(target, ScoreRange):
+        section.update(task=REGRESSION_TASK, score_range=[target.low, target.high])
+    else:
+        section.update(task=TASK, labels=list(target.names if isinstance(target, LabelMap) else target))
+    section["korpair_version"] = __version__
     if cfg is not None:
         section["max_seq_length"] = cfg.data.max_seq_length
         corpus = cfg.corpus.model_dump(mode="json")
         section["corpus"] = {k: corpus[k] for k in CORPUS_KEYS if corpus[k] is not None}
-        section["training"] = _recipe(cfg, metrics, precision)
+        section["training"] = _recipe(cfg, metrics, precision,
+                                      "regression" if isinstance(target, ScoreRange) else "classification")
     section["metrics"] = {k: float(metrics[k]) for k in VALIDATION_METRICS
                           if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics[k], bool)}
     return section
@@ -93,6 +109,34 @@ def read_section(folder: str | Path) -> dict[str, Any]:
     if isinstance(section, dict):
         return section
     return _legacy_section(folder)
+
+
+def model_task(folder: str | Path, config: Mapping[str, Any] | None = None) -> str:
+    """``"regression"`` or ``"classification"``: what the model in ``folder`` (or with this ``config.json``)
+    predicts. Its section says so; a folder from elsewhere is a regression model where transformers would train
+    it as one (``problem_type`` regression, or a single output without another problem type)."""
+    if config is None:
+        try:
+            config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+    section = config.get(SECTION) if isinstance(config, dict) else None
+    section = section if isinstance(section, dict) else _legacy_section(Path(folder))
+    if section.get("task") == REGRESSION_TASK:
+        return "regression"
+    if section.get("task") == TASK:
+        return "classification"
+    problem = config.get("problem_type") if isinstance(config, dict) else None
+    outputs = len(config.get("id2label") or {}) if isinstance(config, dict) else 0
+    if problem == "regression" or (problem is None and outputs == 1):
+        return "regression"
+    return "classification"
+
+
+def score_range(folder: str | Path) -> ScoreRange:
+    """The score range a regression model records; open bounds where it records none."""
+    value = read_section(folder).get("score_range")
+    return ScoreRange(*value) if _range_problem(value) is None and value is not None else ScoreRange()
 
 
 def trained_max_length(folder: str | Path) -> int | None:
@@ -212,12 +256,32 @@ def _check_section(section: Mapping[str, Any], config: Mapping[str, Any], where:
     if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= FORMAT_VERSION:
         problems.append(f"format_version: {version!r} is not one this korpair reads (0 to {FORMAT_VERSION}; "
                         "a newer korpair writes higher ones)")
-    if section.get("task", TASK) != TASK:
-        problems.append(f"task: {section['task']!r}; this korpair serves {TASK!r} models")
+    task = section.get("task", TASK)
+    if task not in SECTION_TASKS.values():
+        problems.append(f"task: {task!r}; this korpair serves {' and '.join(map(repr, SECTION_TASKS.values()))} "
+                        "models")
+    elif task == REGRESSION_TASK:
+        outputs = len(config.get("id2label") or {}) or config.get("num_labels")
+        if outputs not in (None, 1):
+            problems.append(f"task: {task!r} needs one output, but config.json names {outputs} labels")
+        if (problem := _range_problem(section.get("score_range"))) is not None:
+            problems.append(f"score_range: {problem}")
     if problems:
         raise ModelFolderError(f"{where}: the {SECTION} section is not usable: " + "; ".join(problems)
                                + "; fix these values, or export the model again")
     corpus_config(section, where)
+
+
+def _range_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    ok = (isinstance(value, list) and len(value) == 2
+          and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value))
+    if not ok:
+        return f"must be [low, high] (numbers, or null for an open bound), got {value!r}"
+    if None not in value and not value[0] < value[1]:
+        return f"needs low < high, got {value!r}"
+    return None
 
 
 def _max_length_problem(value: Any) -> str | None:
@@ -251,63 +315,7 @@ def corpus_config(section: Mapping[str, Any], where: str = "config.json") -> Cor
                                "the recorded training corpus cannot be read by this korpair version") from None
 
 
-def model_card(section: Mapping[str, Any], model_ref: str = "path/to/model", title: str = "korpair model") -> str:
-    """A Hugging Face model card (``README.md``) for a folder with this section.
-
-    It opens with the hub's metadata header (YAML front matter), then gives the
-    labels in id order, the validation results, how to load the model with
-    korpair and with plain transformers, and the training recipe. ``model_ref``
-    is what the code examples load (the folder, or a hub name once uploaded).
-
-    >>> card = model_card(build_section(None, ("yes", "no")))
-    >>> card.startswith("---\\nlanguage: ko\\n"), "| 1 | no |" in card
-    (True, True)
-    """
-    labels = [str(x) for x in section.get("labels") or []]
-    corpus = section.get("corpus") if isinstance(section.get("corpus"), Mapping) else {}
-    training = section.get("training") if isinstance(section.get("training"), Mapping) else {}
-    metrics = section.get("metrics") if isinstance(section.get("metrics"), Mapping) else {}
-    max_length = section.get("max_seq_length")
-    version = section.get("korpair_version", __version__)
-    ref = json.dumps(model_ref, ensure_ascii=False)
-    parts = ["---\n" + yaml.safe_dump(_card_metadata(title, corpus, training, metrics), sort_keys=False,
-                                      allow_unicode=True) + "---", f"# {title}",
-             f"A Korean sentence-pair classifier trained with [korpair](https://pypi.org/project/korpair/) "
-             f"{version}. It reads two texts (premise, hypothesis) and gives the probability of each label.",
-             "## Labels", "Label ids, in the order of the model's outputs (`config.json` `id2label`):",
-             "| id | label |\n|---:|---|\n" + "\n".join(f"| {i} | {name} |" for i, name in enumerate(labels))]
-    if metrics:
-        shown = {k: VALIDATION_METRICS[k][1] for k in VALIDATION_METRICS if k in metrics}
-        parts += ["## Validation results", f"On {_corpus_name(corpus)}, split validation, best checkpoint:",
-                  "| metric | value |\n|---|---:|\n"
-                  + "\n".join(f"| {name} | {metrics[k]:.4f} |" for k, name in shown.items())]
-    cut = (f"Pairs longer than {max_length} tokens are cut as in training (the longer text first): the "
-           f"tokenizer's `model_max_length` is {max_length}, so pass `truncation=True`." if max_length else
-           "Pass `truncation=True` so that long pairs are cut to the tokenizer's `model_max_length`.")
-    parts += ["## Use with korpair", "```python\nfrom korpair import Predictor\n\n"
-              f"predictor = Predictor.from_pretrained({ref})\n"
-              '[p] = predictor.predict([("비가 온다", "날씨가 맑다")])\nprint(p.label, p.scores)\n```',
-              "## Use with transformers", cut,
-              "```python\nfrom transformers import pipeline\n\n"
-              f'classify = pipeline("text-classification", model={ref}, truncation=True)\n'
-              'classify({"text": "비가 온다", "text_pair": "날씨가 맑다"}, top_k=None)\n```',
-              "```python\nimport torch\nfrom transformers import AutoModelForSequenceClassification, "
-              f"AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained({ref})\n"
-              f"model = AutoModelForSequenceClassification.from_pretrained({ref})\n"
-              'batch = tokenizer(["비가 온다"], ["날씨가 맑다"], truncation=True, return_tensors="pt")\n'
-              "with torch.no_grad():\n    probs = model(**batch).logits.softmax(-1)\n"
-              "print(model.config.id2label[int(probs.argmax())])\n```"]
-    if training:
-        parts += ["## Training", "| setting | value |\n|---|---|\n"
-                  + "\n".join(f"| {k} | {v} |" for k, v in _recipe_rows(corpus, training, max_length))]
-    license_note = ("The `license` field follows the training data" if corpus.get("name") in HUB_DATASETS
-                    else "Set the `license` field to the terms of the training data")
-    base = " and of the base model" if training.get("base_model") else ""
-    parts += ["## License", f"{license_note}; the terms of the data{base} apply to this model."]
-    return "\n\n".join(parts) + "\n"
-
-
-def _recipe(cfg: TrainConfig, metrics: Mapping[str, Any], precision: str | None) -> dict[str, Any]:
+def _recipe(cfg: TrainConfig, metrics: Mapping[str, Any], precision: str | None, task: str) -> dict[str, Any]:
     m, o, t = cfg.model, cfg.optim, cfg.trainer
     if m.from_scratch:
         model: dict[str, Any] = {"from_scratch": True, **{k: getattr(m, k) for k in _FROM_SCRATCH_SIZES}}
@@ -318,66 +326,10 @@ def _recipe(cfg: TrainConfig, metrics: Mapping[str, Any], precision: str | None)
         "optimizer": o.optimizer, "lr": o.lr, "weight_decay": o.weight_decay, "scheduler": o.scheduler,
         "warmup": o.warmup_steps if o.warmup_steps is not None else o.warmup_ratio,
         "max_epochs": t.max_epochs, "global_step": metrics.get("global_step"),
-        "precision": precision or t.precision, "seed": t.seed, "monitor": t.monitor,
+        "precision": precision or t.precision, "seed": t.seed, "monitor": cfg.monitor_for(task),
         "train_pairs": metrics.get("train_pairs"), "validation_pairs": metrics.get("validation_pairs"),
     }
     return {k: v for k, v in recipe.items() if v is not None}
-
-
-def _corpus_name(corpus: Mapping[str, Any]) -> str:
-    return str(corpus.get("name", "the validation data"))
-
-
-def _card_metadata(title: str, corpus: Mapping[str, Any], training: Mapping[str, Any],
-                   metrics: Mapping[str, Any]) -> dict[str, Any]:
-    hub = HUB_DATASETS.get(str(corpus.get("name")))
-    meta: dict[str, Any] = {"language": "ko", "license": hub[2] if hub else "other"}
-    if hub:
-        meta["datasets"] = [hub[0]]
-    base = training.get("base_model")
-    if isinstance(base, str) and _HUB_NAME.fullmatch(base) and not base.startswith("."):
-        meta["base_model"] = base  # a hub name; a local folder means nothing on the hub
-    meta.update({"library_name": "transformers", "pipeline_tag": "text-classification",
-                 "tags": ["korpair", "sentence-pair-classification", "korean"]})
-    scored = [k for k in VALIDATION_METRICS if k in metrics and k != "val_loss"]
-    if scored:
-        meta["metrics"] = [VALIDATION_METRICS[k][0] for k in scored]
-        dataset = {"name": _corpus_name(corpus), "type": hub[0] if hub else _corpus_name(corpus),
-                   **({"config": hub[1]} if hub and hub[1] else {}), "split": "validation"}
-        meta["model-index"] = [{"name": title, "results": [{
-            "task": {"type": "text-classification", "name": "Sentence-pair classification"},
-            "dataset": dataset,
-            "metrics": [{"type": VALIDATION_METRICS[k][0], "value": round(float(metrics[k]), 4),
-                         "name": VALIDATION_METRICS[k][1],
-                         **({"args": {"average": "macro"}} if k == "val_macro_f1" else {})} for k in scored],
-        }]}]
-    return meta
-
-
-def _recipe_rows(corpus: Mapping[str, Any], training: Mapping[str, Any], max_length: Any) -> list[tuple]:
-    if training.get("from_scratch"):
-        t = training
-        model = (f"BERT from scratch: {t.get('num_layers')} layers, {t.get('hidden_size')} wide, "
-                 f"{t.get('num_heads')} heads, feed-forward {t.get('intermediate_size')}, "
-                 f"vocabulary {t.get('vocab_size')} (WordPiece from the training texts)")
-    else:
-        revision = f" (revision {training['revision']})" if training.get("revision") else ""
-        model = f"{training.get('base_model')}{revision}"
-    files = ", ".join(f"{split}: {corpus[f'{split}_file']}" for split in ("train", "validation", "test")
-                      if corpus.get(f"{split}_file"))
-    rows = [("model", model), ("corpus", _corpus_name(corpus) + (f" ({files})" if files else "")),
-            ("max length", f"{max_length} tokens per pair"),
-            ("batch size", f"{training.get('batch_size')} (effective "
-                           f"{training.get('effective_batch_size', training.get('batch_size'))})"),
-            ("learning rate", f"{training.get('lr')} ({training.get('optimizer')}, {training.get('scheduler')} "
-                              f"schedule, warmup {training.get('warmup')})"),
-            ("epochs", training.get("max_epochs")), ("precision", training.get("precision")),
-            ("seed", training.get("seed")), ("best checkpoint by", training.get("monitor"))]
-    for key, name in (("global_step", "optimizer steps"), ("train_pairs", "training pairs"),
-                      ("validation_pairs", "validation pairs")):
-        if key in training:
-            rows.append((name, training[key]))
-    return rows
 
 
 def _legacy_section(folder: Path) -> dict[str, Any]:

@@ -14,12 +14,11 @@ from korpair import api
 from korpair.config import RUN_CONFIG_NAME, ModelConfig, TrainConfig
 from korpair.errors import CorpusError, ModelFolderError
 from korpair.inference import Predictor
+from korpair.model_card import HUB_DATASETS, model_card
 from korpair.model_folder import (
     FORMAT_VERSION,
-    HUB_DATASETS,
     build_section,
     corpus_config,
-    model_card,
     read_section,
     trained_max_length,
 )
@@ -228,7 +227,7 @@ def test_a_builtin_corpus_without_the_split_is_named(tmp_path):
 
 def test_an_unreadable_recorded_corpus_is_named():
     with pytest.raises(ModelFolderError, match=r"x/config\.json: korpair\.corpus\.name"):
-        corpus_config({"corpus": {"name": "klue-sts"}}, "x/config.json")
+        corpus_config({"corpus": {"name": "klue-ner"}}, "x/config.json")
     assert corpus_config({}) is None and corpus_config({"corpus": "klue-nli"}) is None
 
 

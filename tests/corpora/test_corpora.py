@@ -151,7 +151,7 @@ def test_label_map():
 
 def test_sample_corpus_loads():
     splits = load_splits(CorpusConfig(name="sample"))
-    assert splits.labels.names == NLI_LABELS
+    assert splits.target.names == NLI_LABELS
     assert len(splits.train) >= 300 and len(splits.validation) >= 50 and splits.test
     assert {p.label for p in splits.train} == set(NLI_LABELS)
 
@@ -160,7 +160,7 @@ def test_files_corpus_labels_from_data(tmp_path, write_jsonl):
     train = write_jsonl(ROWS * 2, "train.jsonl")
     val = write_jsonl(ROWS, "val.jsonl")
     splits = load_splits(CorpusConfig(name="files", train_file=train, validation_file=val))
-    assert splits.labels.names == ("contradiction", "entailment", "neutral")
+    assert splits.target.names == ("contradiction", "entailment", "neutral")
     bad_val = write_jsonl([{**ROWS[0], "label": "other"}], "bad.jsonl")
     with pytest.raises(CorpusError, match="never occur in the training data"):
         load_splits(CorpusConfig(name="files", train_file=train, validation_file=bad_val))

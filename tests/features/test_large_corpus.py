@@ -214,7 +214,7 @@ def test_streamed_train_split_equals_the_list_and_counts_drops(base_pairs, write
     listed, streamed = load_splits(cfg), load_splits(cfg, stream_train=True)
     assert isinstance(streamed.train, PairStream) and len(streamed.train) == 400
     assert list(streamed.train) == listed.train and list(streamed.train) == listed.train, "re-iterable"
-    assert streamed.labels == listed.labels and streamed.dropped == listed.dropped
+    assert streamed.target == listed.target and streamed.dropped == listed.dropped
     assert sum(streamed.dropped.values()) == 2, "the '-' row, once in train and once in validation"
 
 

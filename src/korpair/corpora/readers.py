@@ -23,13 +23,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from korpair.errors import CorpusError
-from korpair.types import Pair
+from korpair.types import Pair, ScoreRange
 
 FORMATS = ("csv", "tsv", "jsonl", "json")
 # Header names tried, in order, when the config names no column.
 TEXT_A_NAMES = ("premise", "sentence1", "text_a", "text", "sentence_a", "question1")
 TEXT_B_NAMES = ("hypothesis", "sentence2", "text_b", "text_pair", "sentence_b", "question2")
-LABEL_NAMES = ("gold_label", "label", "labels")
+LABEL_NAMES = ("gold_label", "label", "labels", "score")
 MAX_ERRORS_SHOWN = 10
 ENCODING_NAMES = {"utf-8": "UTF-8", "cp949": "CP949 (EUC-KR family)", "utf-16": "UTF-16"}
 # A lone UTF-16 surrogate (JSON "\ud800") is not a character: encoding or tokenizing it fails later.
@@ -189,13 +189,21 @@ def read_pairs(
     encoding: str = "utf-8",
     dropped: Counter | None = None,
     limit: int | None = None,
+    scores: ScoreRange | None = None,
+    drop_empty: bool = False,
 ) -> list[Pair]:
     """Read and validate every pair of one file; all bad rows are reported at once.
+
+    ``scores`` reads a regression file: each gold label must be a number in
+    that range, and becomes a float. ``label_column`` may be a dotted path into
+    a JSON object (``labels.label`` for KLUE-STS). ``drop_empty`` drops and
+    counts rows with an empty text instead of reporting them.
 
     Example::
 
         pairs = read_pairs("dev.tsv")            # columns found from the header
         pairs[0].label  # 'neutral'
+        read_pairs("sts-dev.tsv", label_column="score", scores=ScoreRange(0, 5))[0].label  # 5.0
     """
     return list(
         iter_pairs(
@@ -210,6 +218,8 @@ def read_pairs(
             encoding=encoding,
             dropped=dropped,
             limit=limit,
+            scores=scores,
+            drop_empty=drop_empty,
         )
     )
 
@@ -229,6 +239,8 @@ def iter_pairs(
     limit: int | None = None,
     strict: bool = True,
     eager: bool = False,
+    scores: ScoreRange | None = None,
+    drop_empty: bool = False,
 ) -> Iterator[Pair]:
     """Stream pairs from one file (see ``read_pairs``).
 
@@ -259,7 +271,7 @@ def iter_pairs(
                     ("second text", b, TEXT_B_NAMES),
                     ("label", lab, LABEL_NAMES),
                 )
-                if (name is None or name not in keys) and (what != "label" or require_label)
+                if (name is None or not _has_field(rec, name)) and (what != "label" or require_label)
             ]
             if missing:
                 raise CorpusError(
@@ -267,7 +279,7 @@ def iter_pairs(
                     "Name yours with text_a_column= / text_b_column= / label_column= "
                     "(config: corpus.text_a_column= / corpus.text_b_column= / corpus.label_column=)."
                 )
-            if lab is not None and lab not in keys:
+            if lab is not None and not _has_field(rec, lab):
                 lab = None
             cols = (a, b, lab)  # type: ignore[assignment]
         a, b, lab = cols
@@ -278,11 +290,17 @@ def iter_pairs(
             if not strict:
                 break
             continue
-        label = None
+        label: str | float | None = None
         if lab is not None:
-            raw_label = rec.get(lab)
+            raw_label = _field(rec, lab)
             if raw_label is None and require_label:
                 problems.append(f"{where}: missing field {lab!r}")
+                if not strict:
+                    break
+                continue
+            if isinstance(raw_label, (dict, list)):
+                problems.append(f"{where}: label field {lab!r} holds a JSON {type(raw_label).__name__}, not a "
+                                f"label; name the value inside it, e.g. label_column='{lab}.label'")
                 if not strict:
                     break
                 continue
@@ -290,7 +308,16 @@ def iter_pairs(
             if label in drop_labels:
                 dropped[f"{path.name}: gold label {label!r}"] += 1
                 continue
+        if drop_empty and all(isinstance(t, str) for t in (premise, hypothesis)) \
+                and not (premise.strip() and hypothesis.strip()):
+            dropped[f"{path.name}: empty text"] += 1
+            continue
         bad = _row_problem(premise, hypothesis, label, require_label, allowed)
+        if not bad and scores is not None and label is not None:
+            try:
+                label = scores.parse(label)
+            except ValueError as err:
+                bad = str(err)
         if bad:
             problems.append(f"{where}: {bad}")
             if not strict:
@@ -311,6 +338,22 @@ def iter_pairs(
     if cols is None:
         raise CorpusError(f"{path}: no rows")
     yield from good
+
+
+def _has_field(rec: dict, name: str) -> bool:
+    return name in rec or ("." in name and _field(rec, name) is not None)
+
+
+def _field(rec: dict, name: str):
+    """``rec[name]``, or for a dotted name missing at the top level the value it points to inside objects."""
+    if name in rec or "." not in name:
+        return rec.get(name)
+    value = rec
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def _row_problem(premise, hypothesis, label, require_label, allowed) -> str | None:

@@ -1,10 +1,16 @@
-"""A corpus config -> train / validation / (test) pairs and the label set.
+"""A corpus config -> train / validation / (test) pairs and their target: a label set or a score range.
+
+The task comes from the config (``corpus.task``), a built-in corpus's own, or
+for your own files from the training labels: numbers with fractions, or more
+than ``MAX_NUMERIC_CLASSES`` distinct whole numbers, are scores (regression);
+anything else is a set of labels. The choice is logged with how to change it.
 
 Example::
 
     splits = load_splits(CorpusConfig(name="sample"))
-    splits.labels.names          # ('entailment', 'neutral', 'contradiction')
+    splits.target.names          # ('entailment', 'neutral', 'contradiction')
     splits.train[0].premise
+    load_splits(CorpusConfig(name="korsts")).target  # ScoreRange(low=0.0, high=5.0)
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from korpair.config import CorpusConfig
 from korpair.corpora.builtin import BUILTIN_CORPORA, fetch_corpus, sample_corpus_dir, sha256_file
 from korpair.corpora.readers import iter_pairs, read_pairs
 from korpair.errors import CorpusError
-from korpair.types import NLI_LABELS, LabelMap, Pair
+from korpair.types import NLI_LABELS, LabelMap, Pair, ScoreRange, Target
 
 log = logging.getLogger(__name__)
+
+# Whole-number labels with at most this many values are classes (0/1 paraphrase, 0/1/2 NLI ids), not scores.
+MAX_NUMERIC_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class PairStream:
     options: dict
     limit: int | None
     count: int
-    labels: frozenset[str]
+    labels: frozenset[str | float]
     key: str
 
     def __iter__(self) -> Iterator[Pair]:
@@ -57,25 +66,55 @@ class PairStream:
 
 @dataclass
 class Splits:
-    """The corpus split into train / validation / (optional) test, with its labels."""
+    """The corpus split into train / validation / (optional) test, with its target.
+
+    ``target`` is the ``LabelMap`` of a classification corpus or the
+    ``ScoreRange`` of a regression one (the declared range, else the training
+    scores' lowest and highest).
+    """
 
     train: list[Pair] | PairStream
     validation: list[Pair]
     test: list[Pair] | None
-    labels: LabelMap
+    target: Target
     files: dict[str, list[Path]] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)
 
+    @property
+    def task(self) -> str:
+        return self.target.task
 
-def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None
-                  ) -> tuple[dict[str, list[Path]], tuple[str | None, ...], tuple[str, ...] | None]:
-    """The local files of each split, the column names and the corpus's default labels.
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a corpus config's data is and what it declares about it."""
+
+    files: dict[str, list[Path]]
+    columns: tuple[str | None, ...]
+    labels: tuple[str, ...] | None  # the declared label set (config or built-in corpus)
+    task: str | None  # the declared task; None: the training labels decide
+    scores: ScoreRange | None  # the declared score range of a regression corpus
+    drop_empty: bool = False
+
+    def target(self, given: Target | Sequence[str] | None = None) -> Target | Sequence[str] | None:
+        """What rows are checked against: ``given``, else what the corpus declares."""
+        if given is not None:
+            return given
+        if self.task == "regression":
+            return self.scores or ScoreRange()
+        return self.labels
+
+
+def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None) -> Resolved:
+    """The local files of each split, the column names and what the corpus declares (labels, task, range).
 
     Built-in corpora are downloaded when missing (unless ``download`` is off);
     explicit ``*_file`` settings override a built-in corpus's files.
     """
     explicit = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
     columns: tuple[str | None, ...] = (cfg.text_a_column, cfg.text_b_column, cfg.label_column)
+    scores = ScoreRange(*cfg.score_range) if cfg.score_range else None
+    drop_empty = False
     if cfg.name == "sample":
         root = sample_corpus_dir()
         files = {s: [root / f"{s}.jsonl"] for s in ("train", "validation", "test")}
@@ -85,7 +124,9 @@ def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None
         need = [s for s in corpus.splits if explicit.get(s) is None and (splits is None or s in splits)]
         files = fetch_corpus(cfg.name, cfg.data_dir, need, download=cfg.download) if need else {}
         columns = tuple(c or d for c, d in zip(columns, corpus.columns))
-        default_labels = corpus.labels
+        default_labels = corpus.labels or None
+        scores = scores or (ScoreRange(*corpus.score_range) if corpus.score_range else None)
+        drop_empty = corpus.drop_empty
     else:
         if cfg.train_file is None or cfg.validation_file is None:
             raise CorpusError("corpus.name=files needs corpus.train_file and corpus.validation_file")
@@ -96,46 +137,58 @@ def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None
         if unknown:
             raise CorpusError(f"corpus {cfg.name!r} has no {unknown[0]!r} split; it has {sorted(files)}")
         files = {s: files[s] for s in splits}
-    return files, columns, cfg.labels or default_labels
+    task = cfg.known_task or ("classification" if cfg.labels else None)
+    return Resolved(files, columns, cfg.labels or default_labels, task, scores, drop_empty)
 
 
-def read_split(cfg: CorpusConfig, split: str, labels: Sequence[str] | None = None,
+def _reading(cfg: CorpusConfig, resolved: Resolved, target: Target | Sequence[str] | None) -> dict:
+    """The reader options of a split: columns, and the labels or score range rows are checked against."""
+    target = resolved.target(target)
+    scores = target if isinstance(target, ScoreRange) else None
+    labels = None if scores is not None or target is None else tuple(
+        target.names if isinstance(target, LabelMap) else target)
+    columns = resolved.columns
+    return dict(fmt=cfg.format, text_a_column=columns[0], text_b_column=columns[1], label_column=columns[2],
+                labels=labels, drop_labels=tuple(cfg.drop_labels), encoding=cfg.encoding, scores=scores,
+                drop_empty=resolved.drop_empty)
+
+
+def read_split(cfg: CorpusConfig, split: str, target: Target | Sequence[str] | None = None,
                dropped: Counter | None = None, limit: int | None = None,
-               resolved: tuple | None = None) -> list[Pair]:
-    """Read one split (``train``, ``validation`` or ``test``) of the corpus a config names."""
-    files, columns, default_labels = resolved or resolve_files(cfg, [split])
-    labels = labels if labels is not None else default_labels
+               resolved: Resolved | None = None) -> list[Pair]:
+    """Read one split (``train``, ``validation`` or ``test``) of the corpus a config names.
+
+    ``target`` (a ``LabelMap``, label names, or a ``ScoreRange`` for scores) is
+    what each row's label is checked against; default: what the corpus declares.
+    """
+    resolved = resolved or resolve_files(cfg, [split])
+    options = _reading(cfg, resolved, target)
     pairs: list[Pair] = []
-    for path in files[split]:
-        pairs += read_pairs(
-            path, fmt=cfg.format, text_a_column=columns[0], text_b_column=columns[1],
-            label_column=columns[2], labels=labels, drop_labels=cfg.drop_labels,
-            encoding=cfg.encoding, dropped=dropped, limit=None if limit is None else limit - len(pairs),
-        )
+    for path in resolved.files[split]:
+        pairs += read_pairs(path, **options, dropped=dropped, limit=None if limit is None else limit - len(pairs))
         if limit is not None and len(pairs) >= limit:
             break
     return pairs
 
 
-def stream_split(cfg: CorpusConfig, split: str, labels: Sequence[str] | None = None,
+def stream_split(cfg: CorpusConfig, split: str, target: Target | Sequence[str] | None = None,
                  dropped: Counter | None = None, limit: int | None = None,
-                 resolved: tuple | None = None) -> PairStream:
+                 resolved: Resolved | None = None) -> PairStream:
     """Check one split in a first pass, then hand it out as a ``PairStream`` (see ``read_split``).
 
     Memory stays flat whatever the file size; the price is reading the files
     once more for every pass over the stream.
     """
-    files, columns, default_labels = resolved or resolve_files(cfg, [split])
-    labels = labels if labels is not None else default_labels
-    options = dict(fmt=cfg.format, text_a_column=columns[0], text_b_column=columns[1], label_column=columns[2],
-                   labels=None if labels is None else tuple(labels), drop_labels=tuple(cfg.drop_labels),
-                   encoding=cfg.encoding)
-    paths = tuple(Path(p) for p in files[split])
+    resolved = resolved or resolve_files(cfg, [split])
+    options = _reading(cfg, resolved, target)
+    paths = tuple(Path(p) for p in resolved.files[split])
     count, seen = 0, set()
     for pair in _iter_files(paths, options, limit, strict=True, eager=True, dropped=dropped):
         count += 1
         seen.add(pair.label)
-    key = hashlib.sha256(json.dumps({"files": [sha256_file(p) for p in paths], "limit": limit, **options},
+    scores = options["scores"]
+    described = {**options, "scores": scores.describe() if scores else None}
+    key = hashlib.sha256(json.dumps({"files": [sha256_file(p) for p in paths], "limit": limit, **described},
                                     sort_keys=True).encode()).hexdigest()
     return PairStream(paths, options, limit, count, frozenset(seen - {None}), key)
 
@@ -157,20 +210,54 @@ def load_splits(cfg: CorpusConfig, *, stream_train: bool = False) -> Splits:
     first pass, then read again on each use, so a file larger than memory works.
     """
     resolved = resolve_files(cfg)
-    files, _, labels = resolved
+    files = resolved.files
     dropped: Counter = Counter()
     read_train = stream_split if stream_train else read_split
-    train = read_train(cfg, "train", labels, dropped, cfg.max_train_pairs, resolved)
-    validation = read_split(cfg, "validation", labels, dropped, None, resolved)
-    test = read_split(cfg, "test", labels, dropped, None, resolved) if "test" in files else None
-    if labels is None:
-        train_labels = train.labels if isinstance(train, PairStream) else {p.label for p in train}
-        labels = tuple(sorted(train_labels - {None}))
-        unseen = {p.label for p in validation} - set(labels)
+    train = read_train(cfg, "train", None, dropped, cfg.max_train_pairs, resolved)
+    seen = _labels(train)
+    task = resolved.task
+    if task is None:
+        task = _infer_task(seen, files["train"][0])
+        if task == "regression":  # read again, each label checked and kept as a number
+            resolved = Resolved(files, resolved.columns, None, task, resolved.scores, resolved.drop_empty)
+            dropped.clear()
+            train = read_train(cfg, "train", None, dropped, cfg.max_train_pairs, resolved)
+            seen = _labels(train)
+    target: Target
+    if task == "regression":
+        target = resolved.scores or ScoreRange(min(seen), max(seen))
+    else:
+        target = LabelMap(tuple(resolved.labels or sorted(seen)))
+    validation = read_split(cfg, "validation", resolved.target(), dropped, None, resolved)
+    test = read_split(cfg, "test", resolved.target(), dropped, None, resolved) if "test" in files else None
+    if task == "classification" and resolved.labels is None:
+        unseen = {p.label for p in validation} - set(target.names)
         if unseen:
             raise CorpusError(
                 f"{files['validation'][0]}: labels {sorted(unseen)} never occur in the training data"
             )
     for reason, n in sorted(dropped.items()):
         log.warning("dropped %d row(s): %s", n, reason)
-    return Splits(train, validation, test, LabelMap(tuple(labels)), files, dropped)
+    return Splits(train, validation, test, target, files, dropped)
+
+
+def _labels(pairs: list[Pair] | PairStream) -> set:
+    return set(pairs.labels) if isinstance(pairs, PairStream) else {p.label for p in pairs} - {None}
+
+
+def _infer_task(labels: set[str], train_file: Path) -> str:
+    """Classification or regression, from the training labels of a corpus that does not say."""
+    try:
+        values = sorted(float(label) for label in labels)
+    except ValueError:
+        return "classification"
+    fractions = [v for v in values if not v.is_integer()]
+    if not fractions and len(values) <= MAX_NUMERIC_CLASSES:
+        log.info("%s: the labels %s are whole numbers: trained as classes (set corpus.task=regression if they are "
+                 "scores)", train_file, ", ".join(sorted(labels)))
+        return "classification"
+    why = f"e.g. {fractions[0]:g}" if fractions else f"{len(values)} distinct values"
+    log.warning("%s: the labels are numbers (%s, from %g to %g): training a regression model that predicts a "
+                "score (set corpus.task=classification to treat them as classes)", train_file, why, values[0],
+                values[-1])
+    return "regression"

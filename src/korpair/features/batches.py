@@ -143,7 +143,9 @@ class PairCollator:
         if tti is not None:
             batch["token_type_ids"] = torch.from_numpy(tti)
         if "labels" in items[0]:
-            batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+            # class ids for cross-entropy, scores (float) for a regression loss
+            kind = torch.float32 if isinstance(items[0]["labels"], float) else torch.long
+            batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=kind)
         return batch
 
 

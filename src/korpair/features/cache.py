@@ -36,7 +36,7 @@ from korpair.errors import KorpairError
 from korpair.features import encode as _encode
 from korpair.features.encode import ENCODE_CHUNK, EncodedPairs
 from korpair.features.manifest import open_entry, write_manifest
-from korpair.types import LabelMap, Pair
+from korpair.types import LabelMap, Pair, Target
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,18 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
+def _described(target: Target | None):
+    # a LabelMap as cache format 1 keyed it (its names), a ScoreRange by its range
+    if target is None:
+        return None
+    return list(target.names) if isinstance(target, LabelMap) else target.describe()
+
+
 class _PairsDigest:
     """sha256 of the label names and every pair's texts and label, fed chunk by chunk."""
 
-    def __init__(self, label_map: LabelMap | None) -> None:
-        self._h = hashlib.sha256(json.dumps(label_map.names if label_map else None).encode())
+    def __init__(self, label_map: Target | None) -> None:
+        self._h = hashlib.sha256(json.dumps(_described(label_map)).encode())
 
     def update(self, pairs: Iterable[Pair]) -> None:
         # \x1f/\x1e separators cannot occur inside normal text, so boundaries are unambiguous
@@ -83,7 +90,7 @@ class _PairsDigest:
         return self._h.hexdigest()
 
 
-def pairs_fingerprint(pairs: Sequence[Pair], label_map: LabelMap | None) -> str:
+def pairs_fingerprint(pairs: Sequence[Pair], label_map: Target | None) -> str:
     digest = _PairsDigest(label_map)
     for start in range(0, len(pairs), ENCODE_CHUNK):
         digest.update(pairs[start : start + ENCODE_CHUNK])
@@ -128,7 +135,7 @@ class _NpyAppender:
         self.path.unlink(missing_ok=True)
 
 
-def _write_features(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None, max_length: int,
+def _write_features(tokenizer, pairs: Iterable[Pair], label_map: Target | None, max_length: int,
                     folder: Path, chunk_size: int = ENCODE_CHUNK) -> str:
     """Encode ``pairs`` chunk by chunk into the ``.npy`` files of ``folder``; return their digest.
 
@@ -139,7 +146,7 @@ def _write_features(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None
     ids = _NpyAppender(folder / "input_ids.npy", np.int32)
     tti = _NpyAppender(folder / "token_type_ids.npy", np.int8) if use_tti else None
     offsets = _NpyAppender(folder / "offsets.npy", np.int64)
-    labels = _NpyAppender(folder / "labels.npy", np.int64) if label_map is not None else None
+    labels = _NpyAppender(folder / "labels.npy", label_map.dtype) if label_map is not None else None
     files = [f for f in (ids, tti, offsets, labels) if f is not None]
     digest = _PairsDigest(label_map)
     end, n_pairs, all_labeled = 0, 0, True
@@ -181,7 +188,7 @@ def _cache_key(tokenizer, max_length: int, content: dict) -> str:
     }).encode()).hexdigest()[:32]
 
 
-def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None,
+def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: Target | None,
                         max_length: int, cache_dir: Path | None = None, *,
                         source_key: str | None = None) -> EncodedPairs:
     """``encode_pairs`` streamed to memory-mapped files, cached by data content, tokenizer and max length.
@@ -211,8 +218,7 @@ def encode_pairs_cached(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     key: str | None = None
     if source_key is not None:
-        key = _cache_key(tokenizer, max_length, {"source": source_key,
-                                                 "labels": label_map.names if label_map else None})
+        key = _cache_key(tokenizer, max_length, {"source": source_key, "labels": _described(label_map)})
     elif isinstance(pairs, Sequence):
         key = _cache_key(tokenizer, max_length, {"pairs": pairs_fingerprint(pairs, label_map)})
     warned = False
@@ -349,6 +355,6 @@ def _remove_orphaned_temp_folders(root: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _encode_in_memory(tokenizer, pairs: Iterable[Pair], label_map: LabelMap | None,
+def _encode_in_memory(tokenizer, pairs: Iterable[Pair], label_map: Target | None,
                       max_length: int) -> EncodedPairs:
     return _encode.encode_pairs(tokenizer, pairs if isinstance(pairs, Sequence) else list(pairs), label_map, max_length)

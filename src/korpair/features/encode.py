@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from korpair.types import LabelMap, Pair
+from korpair.types import Pair, Target
 
 ENCODE_CHUNK = 4096  # pairs per tokenizer call: big enough for the Rust threads, small enough for RAM
 
@@ -61,7 +61,8 @@ class EncodedPairs(Dataset):
         if self.token_type_ids is not None:
             item["token_type_ids"] = self.token_type_ids[start:end]
         if self.labels is not None:
-            item["labels"] = int(self.labels[i])
+            # a class id, or a regression corpus's score
+            item["labels"] = self.labels[i].item()
         return item
 
     def __getstate__(self) -> dict:
@@ -96,11 +97,13 @@ class EncodedPairs(Dataset):
                    np.load(folder / "offsets.npy"), opt("labels"), folder)
 
 
-def encode_pairs(tokenizer, pairs: Sequence[Pair], label_map: LabelMap | None,
+def encode_pairs(tokenizer, pairs: Sequence[Pair], label_map: Target | None,
                  max_length: int) -> EncodedPairs:
     """Tokenize pairs in memory as ``[CLS] a [SEP] b [SEP]``, truncating the longer text first.
 
     Holds all the features in RAM; for a corpus of any size use ``encode_pairs_cached``.
+    ``label_map`` (a ``LabelMap``, or a ``ScoreRange`` for scores) encodes the
+    gold labels: class ids (int64) or scores (float32).
     The ids are exactly those of ``tokenizer(premises, hypotheses, truncation=True,
     max_length=max_length)``, only faster (see ``_token_ids_fast``).
 
@@ -126,7 +129,7 @@ def encode_pairs(tokenizer, pairs: Sequence[Pair], label_map: LabelMap | None,
         np.cumsum(np.concatenate(len_chunks), out=offsets[1:])
     labels = None
     if label_map is not None and pairs and all(p.label is not None for p in pairs):
-        labels = np.fromiter((label_map.id(p.label) for p in pairs), dtype=np.int64, count=len(pairs))
+        labels = np.fromiter((label_map.encode(p.label) for p in pairs), dtype=label_map.dtype, count=len(pairs))
     cat = lambda chunks, dt: np.concatenate(chunks) if chunks else np.zeros(0, dtype=dt)  # noqa: E731
     return EncodedPairs(cat(ids_chunks, np.int32), cat(tti_chunks, np.int8) if use_tti else None,
                         offsets, labels)

@@ -27,9 +27,9 @@ from korpair.features.encode import EncodedPairs
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-# The dtype of each array file an entry may hold.
-ARRAY_FILES = {"input_ids.npy": np.int32, "token_type_ids.npy": np.int8, "offsets.npy": np.int64,
-               "labels.npy": np.int64}
+# The dtypes each array file of an entry may hold (labels: class ids, or a regression corpus's scores).
+ARRAY_FILES = {"input_ids.npy": (np.int32,), "token_type_ids.npy": (np.int8,), "offsets.npy": (np.int64,),
+               "labels.npy": (np.int64, np.float32)}
 HASHED_FILES = ("offsets.npy", "labels.npy")
 
 
@@ -101,8 +101,9 @@ def _inconsistency(feats: EncodedPairs) -> str | None:
     arrays = {"input_ids.npy": feats.input_ids, "token_type_ids.npy": feats.token_type_ids,
               "offsets.npy": feats.offsets, "labels.npy": feats.labels}
     for name, array in arrays.items():
-        if array is not None and (array.ndim != 1 or array.dtype != ARRAY_FILES[name]):
-            return f"{name} holds {array.dtype} of shape {array.shape}, not 1-D {np.dtype(ARRAY_FILES[name])}"
+        if array is not None and (array.ndim != 1 or array.dtype not in ARRAY_FILES[name]):
+            kinds = " or ".join(str(np.dtype(t)) for t in ARRAY_FILES[name])
+            return f"{name} holds {array.dtype} of shape {array.shape}, not 1-D {kinds}"
     offsets = feats.offsets
     if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(feats.input_ids) or np.any(np.diff(offsets) < 0):
         return "offsets.npy does not run from 0 up to the number of tokens"

@@ -9,6 +9,9 @@ Example::
     predictor = Predictor.from_pretrained("runs/sample/model")       # or runs/sample/model/onnx-int8
     [p] = predictor.predict([("비가 온다", "날씨가 맑다")])
     p.label, round(p.scores["contradiction"], 2)  # ('contradiction', 0.91)
+
+    sts = Predictor.from_pretrained("runs/korsts/model")             # a regression (similarity) model
+    sts.task, sts.predict([("비가 온다", "비가 내린다")])[0].score      # ('regression', 4.31)
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from korpair.errors import ModelFolderError, loading_error
 from korpair.features import PairCollator, encode_pairs
 from korpair.hardware import check_inference_precision, pad_multiple
 from korpair.inference.runtimes import ONNX_MODEL_FILE, Runtime, load_runtime
-from korpair.model_folder import check_tokenizer_files, trained_max_length
-from korpair.types import Pair, Prediction
+from korpair.model_folder import check_tokenizer_files, model_task, score_range, trained_max_length
+from korpair.types import Pair, Prediction, ScoreRange
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +40,22 @@ PairLike = Pair | tuple[str, str] | Sequence[str]
 
 
 class Predictor:
-    """A loaded classifier and its tokenizer; ``predict`` takes pairs, returns ``Prediction``s.
+    """A loaded model and its tokenizer; ``predict`` takes pairs, returns ``Prediction``s.
 
     ``runtime`` runs the model (``TorchRuntime`` or ``OnnxRuntime``); ``labels``
-    are the class names in logit order.
+    are the class names in logit order. ``task`` is ``"classification"`` (a
+    label and the probability of each) or ``"regression"`` (one score per pair,
+    ``Prediction.score``; ``score_range`` is the range it was trained on).
     """
 
-    def __init__(self, runtime: Runtime, tokenizer, labels: Sequence[str], *, max_seq_length: int = 128) -> None:
+    def __init__(self, runtime: Runtime, tokenizer, labels: Sequence[str], *, max_seq_length: int = 128,
+                 task: str = "classification", score_range: ScoreRange | None = None) -> None:
         self.runtime = runtime
         self.tokenizer = tokenizer
         self.labels = tuple(labels)
         self.max_seq_length = max_seq_length
+        self.task = task
+        self.score_range = score_range if score_range is not None else ScoreRange()
         self._collate = PairCollator(tokenizer.pad_token_id or 0, pad_multiple("auto", runtime.device.type))
 
     @property
@@ -99,16 +107,21 @@ class Predictor:
         labels = [config.id2label[i] for i in range(config.num_labels)]
         if max_seq_length is None:
             max_seq_length = trained_max_length(path) or 128
-        predictor = cls(runtime, tokenizer, labels, max_seq_length=max_seq_length)
-        log.info("loaded %s on %s, %s, precision %s (labels: %s)", name_or_path, runtime.name, predictor.device,
-                 predictor.precision, ", ".join(predictor.labels))
+        task = model_task(path, config.to_dict())
+        predictor = cls(runtime, tokenizer, labels, max_seq_length=max_seq_length, task=task,
+                        score_range=score_range(path))
+        outputs = "a score" if task == "regression" else "labels: " + ", ".join(predictor.labels)
+        log.info("loaded %s on %s, %s, precision %s (%s)", name_or_path, runtime.name, predictor.device,
+                 predictor.precision, outputs)
         return predictor
 
     def predict(self, pairs: Iterable[PairLike], batch_size: int = 64) -> list[Prediction]:
-        """Classify pairs; results come back in input order.
+        """Classify (or score) pairs; results come back in input order.
 
         Pairs are sorted by length internally so each batch pads little.
         """
+        if self.task == "regression":
+            return [Prediction(None, {}, score=float(v)) for v in self.predict_scores(list(pairs), batch_size)]
         probs = self.predict_proba(list(pairs), batch_size)
         return [
             Prediction(self.labels[int(row.argmax())], {n: float(v) for n, v in zip(self.labels, row)})
@@ -116,7 +129,18 @@ class Predictor:
         ]
 
     def predict_proba(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
-        """Probabilities, shape ``(len(pairs), num_labels)``, in input order."""
+        """Probabilities, shape ``(len(pairs), num_labels)``, in input order (a classifier's)."""
+        if self.task == "regression":
+            raise ValueError("a regression model gives one score per pair, not probabilities: use predict_scores")
+        return _softmax(self._logits(pairs, batch_size))
+
+    def predict_scores(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
+        """A regression model's scores, shape ``(len(pairs),)``, in input order: its raw output, not clipped."""
+        if self.task != "regression":
+            raise ValueError("a classifier gives probabilities: use predict_proba")
+        return self._logits(pairs, batch_size)[:, 0]
+
+    def _logits(self, pairs: Sequence[PairLike], batch_size: int) -> np.ndarray:
         pairs = [_as_pair(p, i) for i, p in enumerate(pairs)]
         out = np.empty((len(pairs), len(self.labels)), dtype=np.float32)
         if not pairs:
@@ -125,7 +149,7 @@ class Predictor:
         order = np.argsort(-feats.lengths, kind="stable")
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            out[idx] = _softmax(self.runtime.logits(self._collate([feats[i] for i in idx])))
+            out[idx] = self.runtime.logits(self._collate([feats[i] for i in idx]))
         return out
 
     def predict_stream(self, pairs: Iterable[PairLike], batch_size: int = 64,
@@ -141,8 +165,9 @@ class Predictor:
             yield from zip(chunk, self.predict(chunk, batch_size))
 
     def __repr__(self) -> str:
+        outputs = "task='regression'" if self.task == "regression" else f"labels={self.labels}"
         return (f"Predictor(runtime={self.runtime.name!r}, device={str(self.device)!r}, "
-                f"precision={self.precision!r}, labels={self.labels})")
+                f"precision={self.precision!r}, {outputs})")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -19,22 +19,30 @@ from typing import Any
 from korpair.atomic import write_dir
 from korpair.config import TrainConfig
 from korpair.errors import disk_full_as_error
-from korpair.model_folder import CARD_NAME, SECTION, build_section, model_card
+from korpair.model_card import model_card
+from korpair.model_folder import CARD_NAME, SECTION, build_section
+from korpair.types import LabelMap, ScoreRange, Target
 
 
 def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None, *,
-                 metrics: Mapping[str, Any] | None = None, precision: str | None = None) -> Path:
+                 metrics: Mapping[str, Any] | None = None, precision: str | None = None,
+                 target: Target | None = None) -> Path:
     """Save a standard Hugging Face folder atomically (safetensors weights) with its section and card.
 
     ``cfg`` is the run's config (``None`` for a model built outside a run: no
     max length, corpus or recipe is recorded then); ``metrics`` the best
     checkpoint's validation metrics; ``precision`` the one training ran in.
-    The labels are the model config's ``id2label``. On a full disk it raises a
+    ``target`` is what the model predicts (the run's ``LabelMap`` or
+    ``ScoreRange``); default: the model config's ``id2label``, or an open score
+    range for a regression model. On a full disk it raises a
     ``DiskFullError`` naming ``folder``, whose previous content is left as it was.
     """
     folder = Path(folder)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    section = build_section(cfg, labels, metrics, precision)
+    if target is None:
+        regression = getattr(model.config, "problem_type", None) == "regression"
+        target = ScoreRange() if regression else LabelMap(
+            tuple(model.config.id2label[i] for i in range(model.config.num_labels)))
+    section = build_section(cfg, target, metrics, precision)
     title = (folder.parent.name if folder.name == "model" and folder.parent.name else folder.name) or "model"
     card = model_card(section, model_ref=str(folder), title=title)
     saved_tokenizer = tokenizer

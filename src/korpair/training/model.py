@@ -26,7 +26,7 @@ from transformers import (
 from korpair.config import ModelConfig
 from korpair.errors import ModelFolderError, loading_error
 from korpair.model_folder import check_model_folder, check_tokenizer_files
-from korpair.types import LabelMap
+from korpair.types import ScoreRange, Target
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +85,32 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_l
     )
 
 
-def build_model_and_tokenizer(cfg: ModelConfig, labels: LabelMap, texts: Iterable[str] = (),
+def head_config(target: Target) -> dict:
+    """The model-config keys that shape the output layer for ``target``.
+
+    >>> head_config(ScoreRange(0, 5))["problem_type"]
+    'regression'
+    """
+    if isinstance(target, ScoreRange):
+        return dict(num_labels=1, id2label={0: "score"}, label2id={"score": 0}, problem_type="regression")
+    return dict(num_labels=len(target), id2label=target.id2label, label2id=target.label2id,
+                problem_type="single_label_classification")
+
+
+def build_model_and_tokenizer(cfg: ModelConfig, labels: Target, texts: Iterable[str] = (),
                               max_seq_length: int = 512):
     """Return ``(tokenizer, model)`` with the label names in the model config.
+
+    A ``ScoreRange`` target gives a regression model: one output, and
+    ``problem_type="regression"`` so that transformers (its loss, the
+    ``pipeline``) reads the output as a score.
 
     A local ``cfg.name_or_path`` folder is checked before it is loaded
     (``check_model_folder``): damaged weights, a pickle that ``weights_only``
     refuses, a missing or damaged tokenizer are each a ``ModelFolderError``
     naming the file. Its labels and head may be anything: they are replaced.
     """
-    label_kwargs = dict(num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id)
+    label_kwargs = head_config(labels)
     if cfg.from_scratch:
         positions = max(512, max_seq_length)
         tokenizer = train_wordpiece_tokenizer(texts, cfg.vocab_size, model_max_length=positions)

@@ -205,20 +205,27 @@ def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequen
     # Everything is read and checked before the folder changes. train: every row checked in a first
     # pass, then streamed into the cache, never held in memory.
     splits = load_splits(cfg.corpus, stream_train=True)
-    log.info("corpus %s: %d train / %d validation pairs, labels %s", cfg.corpus.name,
-             len(splits.train), len(splits.validation), list(splits.labels.names))
+    target = splits.target
+    try:
+        monitor = cfg.monitor_for(splits.task)  # the data may have decided the task only now
+    except ValueError as err:
+        raise ConfigError(f"{cfg.corpus.train_file or cfg.corpus.name}: {err}") from None
+    shown = (f"labels {list(target.names)}" if splits.task == "classification" else
+             f"scores from {target.low:g} to {target.high:g}")
+    log.info("corpus %s: %d train / %d validation pairs, %s; best checkpoint by %s", cfg.corpus.name,
+             len(splits.train), len(splits.validation), shown, monitor)
     texts = (t for p in splits.train for t in (p.premise, p.hypothesis))
-    tokenizer, model = build_model_and_tokenizer(cfg.model, splits.labels, texts, cfg.data.max_seq_length)
+    tokenizer, model = build_model_and_tokenizer(cfg.model, target, texts, cfg.data.max_seq_length)
     own_tokenizer = plan.checkpoint is not None and cfg.model.from_scratch and (out / "tokenizer").is_dir()
     if own_tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")  # the run's own vocabulary
     encode = lambda pairs, key=None: encode_pairs_cached(  # noqa: E731
-        tokenizer, pairs, splits.labels, cfg.data.max_seq_length, cfg.data.cache_dir, source_key=key)
+        tokenizer, pairs, target, cfg.data.max_seq_length, cfg.data.cache_dir, source_key=key)
     data = PairDataModule(encode(splits.train, splits.train.key), encode(splits.validation), cfg.data,
                           pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
-    task = PairClassificationTask(model, splits.labels, cfg.optim)
-    checkpoint, resume_points = build_checkpoints(cfg, out)
-    trainer = build_trainer(cfg, out, checkpoint, [*resume_points, *callbacks])
+    task = PairClassificationTask(model, target, cfg.optim)
+    checkpoint, resume_points = build_checkpoints(cfg, out, splits.task)
+    trainer = build_trainer(cfg, out, checkpoint, [*resume_points, *callbacks], task=splits.task)
 
     try:
         if owner:
@@ -311,7 +318,8 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
     }
     model_dir = out / "model"
     if trainer.is_global_zero:
-        export_model(task.model, tokenizer, model_dir, cfg, metrics=metrics, precision=trainer.precision)
+        export_model(task.model, tokenizer, model_dir, cfg, metrics=metrics, precision=trainer.precision,
+                     target=splits.target)
         with disk_full_as_error(out):
             csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
             if csvs:

@@ -1,5 +1,11 @@
 """The Lightning module: loss, metrics, optimizer and learning-rate schedule.
 
+A classifier is trained with cross-entropy and reports accuracy and macro-F1
+(plus the F1 of the second label when there are two, e.g. paraphrase 0/1);
+a regression model (a ``ScoreRange`` target: one output) with mean squared
+error on the raw score, exactly as transformers' ``problem_type="regression"``
+does, and reports Spearman, Pearson, MSE and MAE.
+
 Example::
 
     task = PairClassificationTask(model, LabelMap(NLI_LABELS), OptimConfig(lr=3e-5))
@@ -12,8 +18,15 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch.optim.lr_scheduler import ExponentialLR
-from torchmetrics import MetricCollection, SumMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics import (
+    MeanAbsoluteError,
+    MeanSquaredError,
+    MetricCollection,
+    PearsonCorrCoef,
+    SpearmanCorrCoef,
+    SumMetric,
+)
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 from transformers import (
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
@@ -21,25 +34,31 @@ from transformers import (
 )
 
 from korpair.config import OptimConfig
-from korpair.types import LabelMap
+from korpair.types import ScoreRange, Target
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
 class PairClassificationTask(L.LightningModule):
-    """Fine-tunes a Hugging Face sequence-classification model on sentence pairs."""
+    """Fine-tunes a Hugging Face sequence-classification model on sentence pairs: classes or a score."""
 
-    def __init__(self, model: torch.nn.Module, labels: LabelMap, optim: OptimConfig) -> None:
+    def __init__(self, model: torch.nn.Module, labels: Target, optim: OptimConfig) -> None:
         super().__init__()
         self.model = model
         self.labels = labels
         self.optim = optim
-        n = len(labels)
+        self.regression = isinstance(labels, ScoreRange)
         # torchmetrics syncs these across DDP ranks at compute() time
-        self.val_metrics = MetricCollection(
-            {"accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro")},
-            prefix="val_",
-        )
+        if self.regression:
+            metrics = {"spearman": SpearmanCorrCoef(), "pearson": PearsonCorrCoef(), "mse": MeanSquaredError(),
+                       "mae": MeanAbsoluteError()}
+        else:
+            n = len(labels)
+            metrics = {"accuracy": MulticlassAccuracy(n, average="micro"),
+                       "macro_f1": MulticlassF1Score(n, average="macro")}
+            if n == 2:  # paraphrase and the like: the second label is the positive one
+                metrics["f1"] = BinaryF1Score()
+        self.val_metrics = MetricCollection(metrics, prefix="val_")
         # How many pairs validation saw across all ranks: proves no pair is dropped or duplicated.
         self.val_examples = SumMetric()
 
@@ -53,16 +72,22 @@ class PairClassificationTask(L.LightningModule):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return self.model(**inputs).logits
 
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.regression:  # as transformers' problem_type="regression": MSE on the one output, in fp32
+            return torch.nn.functional.mse_loss(logits.float().squeeze(-1), labels.float())
+        return torch.nn.functional.cross_entropy(logits.float(), labels)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
+        loss = self.loss(logits, batch["labels"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch)
-        loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
-        self.val_metrics.update(logits.argmax(-1), batch["labels"])
+        loss = self.loss(logits, batch["labels"])
+        predicted = logits.float().squeeze(-1) if self.regression else logits.argmax(-1)
+        self.val_metrics.update(predicted, batch["labels"])
         self.val_examples.update(torch.tensor(float(len(batch["labels"])), device=logits.device))
         self.log("val_loss", loss, sync_dist=True, batch_size=len(batch["labels"]))
 

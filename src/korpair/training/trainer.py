@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from korpair.config import TrainConfig
+from korpair.config import LOWER_IS_BETTER, TrainConfig
 from korpair.hardware import resolve_precision
 from korpair.training.resume import LAST, AtomicCheckpointIO, ResumeCallback
 
@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
-                  extra_callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
-    """A Trainer for ``cfg`` writing into ``out``; ``extra_callbacks`` run after korpair's own."""
+                  extra_callbacks: Sequence[L.Callback] = (), task: str = "classification") -> L.Trainer:
+    """A Trainer for a run of ``cfg`` (of ``task``) writing into ``out``; ``extra_callbacks`` run after
+    korpair's own."""
     t = cfg.trainer
     callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out)]
     if t.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience,
-                                       mode="min" if t.monitor == "val_loss" else "max"))
+        monitor = cfg.monitor_for(task)
+        callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode=_mode(monitor)))
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     callbacks += list(extra_callbacks)
@@ -52,25 +53,30 @@ def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
     )
 
 
-def build_checkpoints(cfg: TrainConfig, out: Path) -> tuple[ModelCheckpoint, list[ModelCheckpoint]]:
-    """The best checkpoint (by ``cfg.trainer.monitor``) and the callbacks that save the resume point.
+def build_checkpoints(cfg: TrainConfig, out: Path, task: str = "classification"
+                      ) -> tuple[ModelCheckpoint, list[ModelCheckpoint]]:
+    """The best checkpoint (by ``cfg.trainer.monitor``, for a run of ``task``) and the callbacks that save the
+    resume point.
 
     Lightning's ``save_last`` writes ``last.ckpt`` only when the best one
     changes, so a run killed late went back to its last improvement. Here the
     resume point has callbacks of its own: at every validation whatever the
     metric did, and every ``trainer.checkpoint_every_n_steps`` steps if set.
     """
-    t = cfg.trainer
     folder = out / "checkpoints"
     # No version counter: each save replaces best.ckpt or last.ckpt itself, even in a run folder that
     # was moved (Lightning then forgets which file it wrote and would save best-v1.ckpt beside it).
-    best = ModelCheckpoint(dirpath=folder, filename="best", monitor=t.monitor,
-                           mode="min" if t.monitor == "val_loss" else "max", save_top_k=1,
+    monitor = cfg.monitor_for(task)
+    best = ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode=_mode(monitor), save_top_k=1,
                            enable_version_counter=False)
     # monitor=None: keep the newest
     last = dict(dirpath=folder, filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1,
                 enable_version_counter=False)
     points = [ModelCheckpoint(**last)]
-    if t.checkpoint_every_n_steps:
-        points.append(ModelCheckpoint(**last, every_n_train_steps=t.checkpoint_every_n_steps))
+    if cfg.trainer.checkpoint_every_n_steps:
+        points.append(ModelCheckpoint(**last, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps))
     return best, points
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor in LOWER_IS_BETTER else "max"
