@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "korpair"
 
 # A layer may import any layer below it, never one beside or above. The core (types, config,
 # errors, atomic writes, the model-folder contract) imports nothing of korpair's but the core.
-CORE = {"errors", "types", "config", "atomic", "version", "model_folder", "model_card"}
+CORE = {"errors", "types", "config", "atomic", "version", "model_folder", "model_card", "sections"}
 LAYER = {
     **dict.fromkeys(CORE, 0),
     "hardware": 1, "corpora": 1,
@@ -61,9 +61,9 @@ def test_imports_point_down_the_layers():
 
 
 def test_core_loads_no_torch_and_no_other_layer():
-    code = ("import sys, korpair.types, korpair.config, korpair.errors, korpair.atomic, korpair.model_folder; "
+    code = (f"import sys; {'; '.join(f'import korpair.{m}' for m in sorted(CORE))}; "
             "print(sorted(m for m in sys.modules if m == 'torch' or (m.startswith('korpair.') and "
-            "m.split('.')[1] not in {'types', 'config', 'errors', 'atomic', 'model_folder', 'version'})))")
+            f"m.split('.')[1] not in {sorted(CORE)})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
