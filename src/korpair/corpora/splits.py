@@ -25,7 +25,7 @@ from pathlib import Path
 
 from korpair.config import CorpusConfig
 from korpair.corpora.builtin import BUILTIN_CORPORA, fetch_corpus, sample_corpus_dir, sha256_file
-from korpair.corpora.readers import iter_pairs, read_pairs
+from korpair.corpora.readers import LABEL_NAMES, iter_pairs, iter_records, read_pairs
 from korpair.errors import CorpusError
 from korpair.types import NLI_LABELS, LabelMap, Pair, ScoreRange, Target
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Whole-number labels with at most this many values are classes (0/1 paraphrase, 0/1/2 NLI ids), not scores.
 MAX_NUMERIC_CLASSES = 10
+# A training label in fewer rows than this share is shown with where it is: usually a typo ("maybe", "neutal").
+RARE_LABEL_SHARE = 0.005
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,12 @@ class PairStream:
     options: dict
     limit: int | None
     count: int
-    labels: frozenset[str | float]
+    label_counts: dict[str | float, int]
     key: str
+
+    @property
+    def labels(self) -> frozenset[str | float]:
+        return frozenset(self.label_counts)
 
     def __iter__(self) -> Iterator[Pair]:
         return _iter_files(self.files, self.options, self.limit, strict=False)
@@ -182,15 +188,16 @@ def stream_split(cfg: CorpusConfig, split: str, target: Target | Sequence[str] |
     resolved = resolved or resolve_files(cfg, [split])
     options = _reading(cfg, resolved, target)
     paths = tuple(Path(p) for p in resolved.files[split])
-    count, seen = 0, set()
+    count, seen = 0, Counter()
     for pair in _iter_files(paths, options, limit, strict=True, eager=True, dropped=dropped):
         count += 1
-        seen.add(pair.label)
+        seen[pair.label] += 1
     scores = options["scores"]
     described = {**options, "scores": scores.describe() if scores else None}
     key = hashlib.sha256(json.dumps({"files": [sha256_file(p) for p in paths], "limit": limit, **described},
                                     sort_keys=True).encode()).hexdigest()
-    return PairStream(paths, options, limit, count, frozenset(seen - {None}), key)
+    seen.pop(None, None)
+    return PairStream(paths, options, limit, count, dict(seen), key)
 
 
 def _iter_files(paths: Sequence[Path], options: dict, limit: int | None, **kwargs) -> Iterator[Pair]:
@@ -228,6 +235,7 @@ def load_splits(cfg: CorpusConfig, *, stream_train: bool = False) -> Splits:
         target = resolved.scores or ScoreRange(min(seen), max(seen))
     else:
         target = LabelMap(tuple(resolved.labels or sorted(seen)))
+        _check_label_counts(_label_counts(train), resolved, cfg, files["train"])
     validation = read_split(cfg, "validation", resolved.target(), dropped, None, resolved)
     test = read_split(cfg, "test", resolved.target(), dropped, None, resolved) if "test" in files else None
     if task == "classification" and resolved.labels is None:
@@ -243,6 +251,44 @@ def load_splits(cfg: CorpusConfig, *, stream_train: bool = False) -> Splits:
 
 def _labels(pairs: list[Pair] | PairStream) -> set:
     return set(pairs.labels) if isinstance(pairs, PairStream) else {p.label for p in pairs} - {None}
+
+
+def _label_counts(pairs: list[Pair] | PairStream) -> Counter:
+    if isinstance(pairs, PairStream):
+        return Counter(pairs.label_counts)
+    return Counter(p.label for p in pairs if p.label is not None)
+
+
+def _check_label_counts(counts: Counter, resolved: Resolved, cfg: CorpusConfig, train_files: Sequence[Path]) -> None:
+    """Warn about a training label set that looks wrong: a label in very few rows (often a typo, which would
+    become a class of its own), or a declared label that never occurs."""
+    total = sum(counts.values())
+    for label in resolved.labels or ():
+        if counts[label] == 0:
+            log.warning("label %r never occurs in the %d training rows (%s): the model cannot learn it", label,
+                        total, ", ".join(map(str, train_files)))
+    rare = sorted((n, label) for label, n in counts.items() if n < RARE_LABEL_SHARE * total)
+    for n, label in rare:
+        where = _rows_with_label(cfg, resolved, train_files, label)
+        fix = ("a typo? declare the label set with corpus.labels=[...] so that any other label is an error"
+               if resolved.labels is None else "is it meant to be a class of its own?")
+        log.warning("label %r occurs in only %d of %d training rows (%.2f%%), at %s: %s", label, n, total,
+                    100 * n / total, ", ".join(where) + (", ..." if n > len(where) else ""), fix)
+
+
+def _rows_with_label(cfg: CorpusConfig, resolved: Resolved, files: Sequence[Path], label: str,
+                     shown: int = 5) -> list[str]:
+    """Where (``file:line``) the first rows with ``label`` are; read again only for a label this rare."""
+    column = resolved.columns[2]
+    found: list[str] = []
+    for path in files:
+        for where, rec in iter_records(path, cfg.format, cfg.encoding):
+            name = column if column is not None else next((c for c in LABEL_NAMES if c in rec), None)
+            if name is not None and str(rec.get(name, "")).strip() == label:
+                found.append(where)
+                if len(found) == shown:
+                    return found
+    return found
 
 
 def _infer_task(labels: set[str], train_file: Path) -> str:
