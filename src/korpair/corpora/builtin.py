@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from korpair.config import korpair_home
 from korpair.errors import DownloadError
-from korpair.types import NLI_LABELS
+from korpair.types import NLI_LABELS, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,11 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class BuiltinCorpus:
-    """A corpus korpair knows how to fetch: its files per split, labels, text and label columns, and licence."""
+    """A corpus korpair knows how to fetch: its files per split, target, text and label columns, and licence.
+
+    A classification corpus declares its ``labels``; a regression corpus (one
+    similarity score per pair) has none and declares its ``score_range``.
+    """
 
     name: str
     splits: dict[str, tuple[RemoteFile, ...]]
@@ -46,30 +51,52 @@ class BuiltinCorpus:
     columns: tuple[str, str, str]
     homepage: str
     license: str
+    task: str = "classification"  # or "regression": one score per pair
+    score_range: tuple[float, float] | None = None  # of a regression corpus's scores
+    drop_empty: bool = False  # rows with an empty text are dropped and counted, not an error
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task {self.task!r} is not one of {TASKS}")
+        regression = self.task == "regression"
+        if regression == bool(self.labels) or regression != (self.score_range is not None):
+            raise ValueError(f"{self.name}: a classification corpus has labels, a regression one a score range")
 
 
-_KLUE_TAR = "https://aistages-prod-server-public.s3.amazonaws.com/app/Competitions/000068/data/klue-nli-v1.1.tar.gz"
-_KLUE_RAW = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_benchmark/klue-nli-v1.1/"
-_KORNLI_RAW = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/KorNLI/"
-_KORNLI_GH = "https://github.com/kakaobrain/kor-nlu-datasets/raw/master/KorNLI/"
+# KLUE's official downloads: one aistages competition archive per task, and the same files in the KLUE repo.
+_KLUE_COMPETITIONS = {"klue-nli": "000068", "klue-sts": "000067"}
+_KORNLU_RAW = "https://raw.githubusercontent.com/kakaobrain/KorNLUDatasets/master/"
+_KORNLU_GH = "https://github.com/kakaobrain/kor-nlu-datasets/raw/master/"
+# PAWS-X has one official download: all six languages in one archive (google-research-datasets/paws, pawsx/).
+_PAWSX_TAR = "https://storage.googleapis.com/paws/pawsx/x-final.tar.gz"
 
 
-def _klue(name: str, sha: str | None) -> RemoteFile:
-    return RemoteFile(name, (_KLUE_TAR, _KLUE_RAW + name), sha, member=f"klue-nli-v1.1/{name}")
+def _klue(task: str, name: str, sha: str | None) -> RemoteFile:
+    folder = f"{task}-v1.1"
+    archive = (f"https://aistages-prod-server-public.s3.amazonaws.com/app/Competitions/"
+               f"{_KLUE_COMPETITIONS[task]}/data/{folder}.tar.gz")
+    raw = f"https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_benchmark/{folder}/{name}"
+    return RemoteFile(name, (archive, raw), sha, member=f"{folder}/{name}")
 
 
-def _kornli(name: str, sha: str | None) -> RemoteFile:
-    return RemoteFile(name, (_KORNLI_RAW + name, _KORNLI_GH + name), sha)
+def _kornlu(folder: str, name: str, sha: str | None) -> RemoteFile:
+    return RemoteFile(name, (f"{_KORNLU_RAW}{folder}/{name}", f"{_KORNLU_GH}{folder}/{name}"), sha)
+
+
+def _pawsx(name: str) -> RemoteFile:
+    # No digest of the Korean files is published (only the whole archive's, on third-party mirrors).
+    return RemoteFile(name, (_PAWSX_TAR,), None, member=f"x-final/ko/{name}")
 
 
 BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
     "klue-nli": BuiltinCorpus(
         name="klue-nli",
         splits={
-            "train": (_klue("klue-nli-v1.1_train.json", None),),
+            "train": (_klue("klue-nli", "klue-nli-v1.1_train.json", None),),
             # KLUE publishes no test labels: its dev set is the usual validation set.
             "validation": (
                 _klue(
+                    "klue-nli",
                     "klue-nli-v1.1_dev.json",
                     "0699db82be17766b26e199864e6260443e17ec6e91d1870e876419e388f245b1",
                 ),
@@ -83,18 +110,72 @@ BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
     "kornli": BuiltinCorpus(
         name="kornli",
         splits={
-            "train": (_kornli("multinli.train.ko.tsv", None), _kornli("snli_1.0_train.ko.tsv", None)),
+            "train": (_kornlu("KorNLI", "multinli.train.ko.tsv", None),
+                      _kornlu("KorNLI", "snli_1.0_train.ko.tsv", None)),
             "validation": (
-                _kornli(
-                    "xnli.dev.ko.tsv", "821fb1c1c2e538ac2724a6132da36ffa379eb9a542ceb89243b3cf711377382c"
+                _kornlu(
+                    "KorNLI", "xnli.dev.ko.tsv", "821fb1c1c2e538ac2724a6132da36ffa379eb9a542ceb89243b3cf711377382c"
                 ),
             ),
-            "test": (_kornli("xnli.test.ko.tsv", None),),
+            "test": (_kornlu("KorNLI", "xnli.test.ko.tsv", None),),
         },
         labels=NLI_LABELS,
         columns=("sentence1", "sentence2", "gold_label"),
         homepage="https://github.com/kakaobrain/KorNLUDatasets",
         license="CC BY-SA 4.0",
+    ),
+    # Kakao Brain's translation of STS-B: columns genre, filename, year, id, score, sentence1, sentence2;
+    # the sentences hold quote characters (the TSV reader keeps them: no CSV quoting).
+    "korsts": BuiltinCorpus(
+        name="korsts",
+        splits={
+            "train": (_kornlu("KorSTS", "sts-train.tsv",
+                              "b5aaa7f957d6ff46f4b6834a8b0f024a9234a6eefe9289aed66746b4533da3b8"),),
+            "validation": (_kornlu("KorSTS", "sts-dev.tsv",
+                                   "d835b65b424401fbcce6be28a78159df8d61f5b19977ea7a0b83b8cb6105f393"),),
+            "test": (_kornlu("KorSTS", "sts-test.tsv",
+                             "13f83a3440d9db52d134eb40303ce021b03264aa338fbf2871c8786ce04d2105"),),
+        },
+        labels=(),
+        columns=("sentence1", "sentence2", "score"),
+        homepage="https://github.com/kakaobrain/KorNLUDatasets",
+        license="CC BY-SA 4.0",
+        task="regression",
+        score_range=(0.0, 5.0),
+    ),
+    # Each row's "labels" object holds "label" (the annotators' mean score rounded to 0.1: korpair's target),
+    # "real-label" (the unrounded mean) and "binary-label" (label >= 3.0, which KLUE's F1 is computed on).
+    "klue-sts": BuiltinCorpus(
+        name="klue-sts",
+        splits={
+            "train": (_klue("klue-sts", "klue-sts-v1.1_train.json", None),),
+            # As for KLUE-NLI: no public test labels, the dev set is the validation set.
+            "validation": (_klue("klue-sts", "klue-sts-v1.1_dev.json", None),),
+        },
+        labels=(),
+        columns=("sentence1", "sentence2", "labels.label"),
+        homepage="https://klue-benchmark.com",
+        license="CC BY-SA 4.0",
+        task="regression",
+        score_range=(0.0, 5.0),
+    ),
+    # PAWS-X Korean: label 1 = paraphrase, 0 = not. The training pairs are machine-translated and some
+    # translations failed and were left blank (rows like "id<TAB><TAB><TAB>0"; google-research-datasets/paws
+    # issue 4), so rows with an empty text are dropped and counted rather than stopping the run. The human-
+    # translated dev/test sets instead hold a few "NS" placeholders (issue 15; the official counts, e.g. 1,965
+    # dev pairs of 2,000, leave them out): they are read as they are, like Hugging Face's paws-x does.
+    "paws-x-ko": BuiltinCorpus(
+        name="paws-x-ko",
+        splits={
+            "train": (_pawsx("translated_train.tsv"),),
+            "validation": (_pawsx("dev_2k.tsv"),),
+            "test": (_pawsx("test_2k.tsv"),),
+        },
+        labels=("0", "1"),
+        columns=("sentence1", "sentence2", "label"),
+        homepage="https://github.com/google-research-datasets/paws/tree/master/pawsx",
+        license="free for any purpose, acknowledging Google LLC as the source (PAWS licence)",
+        drop_empty=True,
     ),
 }
 
@@ -142,14 +223,17 @@ def fetch_corpus(name: str, data_dir: Path | None = None, splits: Sequence[str] 
     if missing and download:
         data_dir.mkdir(parents=True, exist_ok=True)
         failures = []
-        for remote in missing:
-            try:
-                _download(remote, data_dir / remote.filename, retries)
-            except _Unreachable as err:  # no mirror answered: the other files would wait for nothing too
-                failures.append(str(err))
-                break
-            except DownloadError as err:
-                failures.append(str(err))
+        # One scratch folder for the whole fetch, so an archive that holds several of the files (PAWS-X's
+        # train/dev/test) is downloaded once; it goes, with anything half-fetched, when the fetch ends.
+        with tempfile.TemporaryDirectory(dir=data_dir, prefix=".download.") as scratch:
+            for remote in missing:
+                try:
+                    _download(remote, data_dir / remote.filename, retries, Path(scratch))
+                except _Unreachable as err:  # no mirror answered: the other files would wait for nothing too
+                    failures.append(str(err))
+                    break
+                except DownloadError as err:
+                    failures.append(str(err))
         if failures:
             raise DownloadError(
                 "\n".join(failures) + "\n" + _manual_instructions(name, missing, data_dir)
@@ -168,27 +252,35 @@ def _manual_instructions(name: str, missing: Sequence[RemoteFile], data_dir: Pat
              "(config: corpus.data_dir=) at the folder that holds them:"]
     for r in missing:
         src = r.urls[-1] if r.member else r.urls[0]
-        lines.append(f"  {r.filename}  <-  {src}")
+        inside = f"  (extract {r.member})" if _archived(src, r) else ""
+        lines.append(f"  {r.filename}  <-  {src}{inside}")
     return "\n".join(lines)
 
 
-def _download(remote: RemoteFile, target: Path, retries: int) -> None:
-    """Fetch one file through pooch, mirror after mirror; it appears at ``target`` whole and checked, or not at all."""
+def _archived(url: str, remote: RemoteFile) -> bool:
+    """Whether ``url`` is an archive that holds ``remote`` (its member), rather than the file itself."""
+    return remote.member is not None and url.endswith(".tar.gz")
+
+
+def _download(remote: RemoteFile, target: Path, retries: int, scratch: Path) -> None:
+    """Fetch one file through pooch, mirror after mirror; it appears at ``target`` whole and checked, or not at all.
+
+    Everything lands in ``scratch`` (beside the target, so the rename is atomic)
+    first, in one folder per url: an archive fetched for one file serves the
+    next file it holds, and a url that failed leaves nothing there.
+    """
     import requests
 
     errors, unreachable = [], 0
     for url in remote.urls:
-        log.info("downloading %s", url)
+        folder = scratch / hashlib.sha256(url.encode()).hexdigest()[:16]
+        if not (_archived(url, remote) and folder.is_dir()):
+            log.info("downloading %s", url)
         try:
-            # Everything lands in a temporary folder beside the target first, so the rename is atomic.
-            with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
-                fetched = _fetch(url, remote, Path(tmp), retries)
-                problem = _problem(fetched, remote)
-                if problem:
-                    raise DownloadError(problem)
-                # pooch writes through NamedTemporaryFile (0600): give the file the mode open() would
-                os.chmod(fetched, 0o666 & ~_umask())
-                os.replace(fetched, target)
+            fetched = _fetch_checked(url, remote, folder, retries)
+            # pooch writes through NamedTemporaryFile (0600): give the file the mode open() would
+            os.chmod(fetched, 0o666 & ~_umask())
+            os.replace(fetched, target)
             return
         except DownloadError as err:
             errors.append(f"{url}: {err}")
@@ -210,10 +302,23 @@ class _Unreachable(DownloadError):
     """No mirror of a file could be reached at all (offline, or a firewall)."""
 
 
+def _fetch_checked(url: str, remote: RemoteFile, folder: Path, retries: int) -> Path:
+    """The file from ``url``, checked; on any failure ``folder`` is removed, archive and all."""
+    try:
+        fetched = _fetch(url, remote, folder, retries)
+        problem = _problem(fetched, remote)
+        if problem:
+            raise DownloadError(problem)
+        return fetched
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def _fetch(url: str, remote: RemoteFile, folder: Path, retries: int) -> Path:
     import pooch
 
-    archived = remote.member is not None and url.endswith(".tar.gz")
+    archived = _archived(url, remote)
     name = "archive.tar.gz" if archived else remote.filename
     # An archive's digest is unknown (only its member's is published): the member is checked after extraction.
     known_hash = None if archived or remote.sha256 is None else f"sha256:{remote.sha256}"
