@@ -117,7 +117,8 @@ PAWS_TRAIN = [
     '4\t그 책의 제목은 "바다"이다.\t"바다"는 그 책의 제목이다.\t1',
     "5\t시장은 역 동쪽에 있다.\t역은 시장 동쪽에 있다.\t0",
 ]
-PAWS_DEV = ["10\t회의는 서울에서 열렸다.\t서울에서 회의가 열렸다.\t1", "11\t개가 고양이를 쫓았다.\t고양이가 개를 쫓았다.\t0"]
+PAWS_DEV = ["10\t회의는 서울에서 열렸다.\t서울에서 회의가 열렸다.\t1", "11\t개가 고양이를 쫓았다.\t고양이가 개를 쫓았다.\t0",
+            "12\tNS\t비가 그쳤다.\t0"]  # a sentence that was not translated: PAWS-X's README drops these rows
 PAWS_TEST = ["20\t그녀는 1990년에 태어났다.\t그녀의 출생 연도는 1990년이다.\t1"]
 
 
@@ -134,7 +135,8 @@ def test_paws_x_format_loads_through_builtin_corpus(tmp_path):
     splits = load_splits(CorpusConfig(name="paws-x-ko", data_dir=tmp_path, download=False))
     assert splits.target == LabelMap(("0", "1")) and splits.task == "classification"
     assert [p.label for p in splits.train] == ["1", "0", "1", "0"]
-    assert splits.dropped == {"translated_train.tsv: empty text": 1}, "the blank translation is dropped and counted"
+    assert splits.dropped == {"translated_train.tsv: empty text": 1, "dev_2k.tsv: placeholder text 'NS'": 1}, \
+        "the blank translation and the untranslated placeholder are dropped and counted"
     assert splits.train[2].premise == '그 책의 제목은 "바다"이다.'
     assert (len(splits.validation), len(splits.test)) == (2, 1)
     assert [p.label for p in splits.validation + splits.test] == ["1", "0", "1"]

@@ -54,6 +54,7 @@ class BuiltinCorpus:
     task: str = "classification"  # or "regression": one score per pair
     score_range: tuple[float, float] | None = None  # of a regression corpus's scores
     drop_empty: bool = False  # rows with an empty text are dropped and counted, not an error
+    drop_texts: tuple[str, ...] = ()  # placeholder texts (not sentences) whose rows are dropped and counted
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -162,8 +163,8 @@ BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
     # PAWS-X Korean: label 1 = paraphrase, 0 = not. The training pairs are machine-translated and some
     # translations failed and were left blank (rows like "id<TAB><TAB><TAB>0"; google-research-datasets/paws
     # issue 4), so rows with an empty text are dropped and counted rather than stopping the run. The human-
-    # translated dev/test sets instead hold a few "NS" placeholders (issue 15; the official counts, e.g. 1,965
-    # dev pairs of 2,000, leave them out): they are read as they are, like Hugging Face's paws-x does.
+    # translated dev/test sets instead hold a few "NS" placeholders (issue 15): the official counts (1,965 dev
+    # and 1,972 test pairs of 2,000) leave them out, so they are dropped and counted too.
     "paws-x-ko": BuiltinCorpus(
         name="paws-x-ko",
         splits={
@@ -176,6 +177,7 @@ BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
         homepage="https://github.com/google-research-datasets/paws/tree/master/pawsx",
         license="free for any purpose, acknowledging Google LLC as the source (PAWS licence)",
         drop_empty=True,
+        drop_texts=("NS",),
     ),
 }
 

@@ -191,13 +191,15 @@ def read_pairs(
     limit: int | None = None,
     scores: ScoreRange | None = None,
     drop_empty: bool = False,
+    drop_texts: Sequence[str] = (),
 ) -> list[Pair]:
     """Read and validate every pair of one file; all bad rows are reported at once.
 
     ``scores`` reads a regression file: each gold label must be a number in
     that range, and becomes a float. ``label_column`` may be a dotted path into
     a JSON object (``labels.label`` for KLUE-STS). ``drop_empty`` drops and
-    counts rows with an empty text instead of reporting them.
+    counts rows with an empty text instead of reporting them; ``drop_texts``
+    those where a text is one of these placeholders (PAWS-X's "NS").
 
     Example::
 
@@ -220,6 +222,7 @@ def read_pairs(
             limit=limit,
             scores=scores,
             drop_empty=drop_empty,
+            drop_texts=drop_texts,
         )
     )
 
@@ -241,6 +244,7 @@ def iter_pairs(
     eager: bool = False,
     scores: ScoreRange | None = None,
     drop_empty: bool = False,
+    drop_texts: Sequence[str] = (),
 ) -> Iterator[Pair]:
     """Stream pairs from one file (see ``read_pairs``).
 
@@ -311,6 +315,10 @@ def iter_pairs(
         if drop_empty and all(isinstance(t, str) for t in (premise, hypothesis)) \
                 and not (premise.strip() and hypothesis.strip()):
             dropped[f"{path.name}: empty text"] += 1
+            continue
+        placeholder = next((t for t in (premise, hypothesis) if isinstance(t, str) and t.strip() in drop_texts), None)
+        if placeholder is not None:
+            dropped[f"{path.name}: placeholder text {placeholder.strip()!r}"] += 1
             continue
         bad = _row_problem(premise, hypothesis, label, require_label, allowed)
         if not bad and scores is not None and label is not None:

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -101,6 +102,7 @@ class Resolved:
     task: str | None  # the declared task; None: the training labels decide
     scores: ScoreRange | None  # the declared score range of a regression corpus
     drop_empty: bool = False
+    drop_texts: tuple[str, ...] = ()  # placeholder texts whose rows are dropped and counted
 
     def target(self, given: Target | Sequence[str] | None = None) -> Target | Sequence[str] | None:
         """What rows are checked against: ``given``, else what the corpus declares."""
@@ -120,7 +122,7 @@ def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None) -> Res
     explicit = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
     columns: tuple[str | None, ...] = (cfg.text_a_column, cfg.text_b_column, cfg.label_column)
     scores = ScoreRange(*cfg.score_range) if cfg.score_range else None
-    drop_empty = False
+    drop_empty, drop_texts = False, ()
     if cfg.name == "sample":
         root = sample_corpus_dir()
         files = {s: [root / f"{s}.jsonl"] for s in ("train", "validation", "test")}
@@ -132,7 +134,7 @@ def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None) -> Res
         columns = tuple(c or d for c, d in zip(columns, corpus.columns))
         default_labels = corpus.labels or None
         scores = scores or (ScoreRange(*corpus.score_range) if corpus.score_range else None)
-        drop_empty = corpus.drop_empty
+        drop_empty, drop_texts = corpus.drop_empty, corpus.drop_texts
     else:
         if cfg.train_file is None or cfg.validation_file is None:
             raise CorpusError("corpus.name=files needs corpus.train_file and corpus.validation_file")
@@ -144,7 +146,7 @@ def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None) -> Res
             raise CorpusError(f"corpus {cfg.name!r} has no {unknown[0]!r} split; it has {sorted(files)}")
         files = {s: files[s] for s in splits}
     task = cfg.known_task or ("classification" if cfg.labels else None)
-    return Resolved(files, columns, cfg.labels or default_labels, task, scores, drop_empty)
+    return Resolved(files, columns, cfg.labels or default_labels, task, scores, drop_empty, drop_texts)
 
 
 def _reading(cfg: CorpusConfig, resolved: Resolved, target: Target | Sequence[str] | None) -> dict:
@@ -156,7 +158,7 @@ def _reading(cfg: CorpusConfig, resolved: Resolved, target: Target | Sequence[st
     columns = resolved.columns
     return dict(fmt=cfg.format, text_a_column=columns[0], text_b_column=columns[1], label_column=columns[2],
                 labels=labels, drop_labels=tuple(cfg.drop_labels), encoding=cfg.encoding, scores=scores,
-                drop_empty=resolved.drop_empty)
+                drop_empty=resolved.drop_empty, drop_texts=resolved.drop_texts)
 
 
 def read_split(cfg: CorpusConfig, split: str, target: Target | Sequence[str] | None = None,
@@ -226,7 +228,7 @@ def load_splits(cfg: CorpusConfig, *, stream_train: bool = False) -> Splits:
     if task is None:
         task = _infer_task(seen, files["train"][0])
         if task == "regression":  # read again, each label checked and kept as a number
-            resolved = Resolved(files, resolved.columns, None, task, resolved.scores, resolved.drop_empty)
+            resolved = dataclasses.replace(resolved, task=task)
             dropped.clear()
             train = read_train(cfg, "train", None, dropped, cfg.max_train_pairs, resolved)
             seen = _labels(train)
