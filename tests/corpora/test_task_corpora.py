@@ -248,7 +248,7 @@ def test_presets_follow_their_recipes():
     assert (klue.optim.lr, klue.data.batch_size, klue.trainer.max_epochs, klue.optim.warmup_ratio,
             klue.optim.weight_decay, klue.data.max_seq_length, klue.trainer.gradient_clip_val) == (
         5e-5, 32, 4, 0.1, 0.0, 128, 1.0)
-    assert klue.monitor_for("regression") == "val_pearson"
+    assert klue.monitor_for("regression") == "val_pearson" and klue.corpus.label_column == "labels.real-label"
     nli = load_config("kcbert-klue-nli")
     for preset, corpus, task, monitor, length in (("kcbert-korsts", "korsts", "regression", "val_spearman", 72),
                                                   ("kcbert-paws-x-ko", "paws-x-ko", "classification",
