@@ -359,3 +359,64 @@ def test_precision_is_checked(tiny_model_dir, tmp_path):
         api.predict(tiny_model_dir, [("가", "나")], precision="fp8")
     with pytest.raises(ConfigError, match="precision 'half'"):
         Predictor.from_pretrained(tiny_model_dir, precision="half")
+
+
+def inference_messages(tmp_path, classifier, regressor) -> dict[str, str]:
+    """Real messages of the checks evaluate and predict run before loading a model."""
+    from korpair import api
+    from korpair.errors import KorpairError
+
+    pairs, tabbed = tmp_path / "pairs.jsonl", tmp_path / "tabbed.jsonl"
+    pairs.write_text(json.dumps({"premise": "가", "hypothesis": "나", "label": "neutral"}) + "\n")
+    tabbed.write_text(json.dumps({"premise": "가\t가", "hypothesis": "나"}) + "\n")
+    calls = {
+        "output format": lambda: api.predict_file(classifier, pairs, tmp_path / "out.txt"),
+        "batch size": lambda: api.predict_file(classifier, pairs, tmp_path / "out.jsonl", batch_size=0),
+        "encoding name": lambda: api.predict_file(classifier, pairs, tmp_path / "out.jsonl", encoding="klingon"),
+        "tsv field": lambda: api.predict_file(classifier, tabbed, tmp_path / "out.tsv"),
+        "unknown corpus": lambda: api.evaluate(classifier, corpus="snli"),
+        "split": lambda: api.evaluate(classifier, corpus="sample", split="dev"),
+        "no corpus": lambda: api.evaluate(classifier),
+        "task": lambda: api.evaluate(regressor, corpus="klue-nli"),
+        "report folder": lambda: api.evaluate(classifier, pairs, output_dir=pairs),
+    }
+    messages = {}
+    for name, call in calls.items():
+        with pytest.raises(KorpairError) as err:
+            call()
+        messages[name] = str(err.value)
+    return messages
+
+
+INFERENCE_IN_FLAGS = [
+    ("predict", "batch size", "--batch-size 0: expected a whole number"),
+    ("predict", "encoding name", "--encoding klingon: not a text encoding"),
+    ("evaluate", "encoding name", "--encoding klingon: not a text encoding"),
+    ("evaluate", "unknown corpus", "--corpus snli: not a built-in corpus"),
+    ("evaluate", "unknown corpus", "(for a file of your own pass --data)"),
+    ("evaluate", "split", "--split dev: expected"),
+    ("evaluate", "no corpus", "pass --data (a labelled file) or --corpus (a built-in corpus name: sample, klue-nli"),
+    ("evaluate", "task", "or pass --data a file of its kind"),
+]
+
+
+def test_evaluate_and_predict_messages_read_in_their_flags_and_every_flag_exists(
+        tmp_path, tiny_model_dir, tiny_regressor_dir):
+    messages = inference_messages(tmp_path, tiny_model_dir, tiny_regressor_dir)
+    for name, message in messages.items():
+        assert not re.search(r"(?<![\w/-])--[a-z]", message), ("a library message names a flag", name, message)
+    for command, name, expected in INFERENCE_IN_FLAGS:
+        assert expected in in_flags(messages[name], flags_of(command)), (command, name)
+    # evaluate can now be pointed at a built-in corpus's folder, as the download message asks
+    assert "or point --data-dir at the folder" in in_flags(library_messages(tmp_path)["download"],
+                                                            flags_of("evaluate"))
+    own = {"predict": ("output format", "batch size", "encoding name", "tsv field"),
+           "evaluate": ("batch size", "encoding name", "unknown corpus", "split", "no corpus", "task", "report folder")}
+    for command, names in own.items():
+        text, flags = help_of(command), flags_of(command)
+        for name, message in messages.items():
+            shown = in_flags(message, flags)
+            for flag in re.findall(r"(?<![\w/-])--[\w.-]*\w", shown):
+                assert flag in text, f"korpair {command} has no {flag} (from the {name} message)"
+            leftover = re.findall(r"(?<![\w./'\"`-])[a-z_]+=", shown)
+            assert name not in names or not leftover, f"korpair {command} shows Python arguments {leftover}: {shown}"

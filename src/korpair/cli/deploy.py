@@ -1,0 +1,74 @@
+"""``korpair serve`` and ``korpair export``: a trained model put to use, over HTTP or as ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from korpair.cli.app import DEFAULT_PRECISION, Precision, fail, out, run, verbose
+
+
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="model folder saved by korpair (or any HF classifier)")],
+    host: Annotated[str, typer.Option(
+        help="address to listen on; 0.0.0.0 lets other machines in (no auth)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one")] = 8000,
+    max_batch_size: Annotated[Optional[int], typer.Option(
+        help="pairs per model call, gathered from concurrent requests", show_default="32")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a request may wait for others to batch with",
+                                                         show_default="5")] = None,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching",
+                                           help="merge concurrent requests into one model call")] = True,
+    max_text_chars: Annotated[Optional[int], typer.Option(help="characters per premise or hypothesis",
+                                                          show_default="1000")] = None,
+    max_pairs: Annotated[Optional[int], typer.Option(help="pairs per request", show_default="64")] = None,
+    max_body_bytes: Annotated[Optional[int], typer.Option(help="request body size; larger ones get 413",
+                                                          show_default="1048576")] = None,
+    max_queue_pairs: Annotated[Optional[int], typer.Option(
+        help="pairs waiting for the model; a request that would pass it gets 503", show_default="1024")] = None,
+    request_timeout_s: Annotated[Optional[float], typer.Option(
+        help="seconds from a request's headers to its answer; then 408 or 503", show_default="30")] = None,
+    header_timeout_s: Annotated[Optional[float], typer.Option(
+        help="seconds a connection may take to send its request headers; then it is closed", show_default="10")] = None,
+    keep_alive_s: Annotated[Optional[float], typer.Option(help="seconds an idle keep-alive connection stays open",
+                                                          show_default="5")] = None,
+    max_connections: Annotated[Optional[int], typer.Option(
+        help="open connections; past it the longest idle one is closed", show_default="1000")] = None,
+    allowed_hosts: Annotated[Optional[list[str]], typer.Option(
+        help="Host names served besides localhost, 127.0.0.1 and [::1] (repeat or comma-separate; "
+             "'*.example.org' subdomains, '*' any)", metavar="NAMES", show_default="none")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N", show_default="cuda if available")] = None,
+    precision: Precision = DEFAULT_PRECISION,
+) -> None:
+    """Serve a model over HTTP: JSON API (/predict, /docs) and a Korean demo page (/). Ctrl+C stops it."""
+    from korpair import api
+
+    # Only the options given: ServeLimits holds the defaults.
+    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "batching": batching,
+               "max_text_chars": max_text_chars, "max_pairs": max_pairs, "max_body_bytes": max_body_bytes,
+               "max_queue_pairs": max_queue_pairs, "request_timeout_s": request_timeout_s,
+               "header_timeout_s": header_timeout_s, "keep_alive_s": keep_alive_s, "max_connections": max_connections,
+               "allowed_hosts": allowed_hosts}
+    run(lambda: api.serve(model_dir, host=host, port=port, device=device, precision=precision.value,
+                           limits={k: v for k, v in options.items() if v is not None}, verbose=verbose()), "serve")
+
+
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="model folder to export")],
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 quantization")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o",
+                                                       help="default: MODEL_DIR/onnx (or onnx-int8)")] = None,
+) -> None:
+    """Export to ONNX for ONNX Runtime; predict, evaluate and serve accept the exported folder."""
+    from korpair import api
+
+    if format != "onnx":
+        fail(f"--format {format!r}: only 'onnx' is supported")
+    if quantize not in (None, "int8"):
+        fail(f"--quantize {quantize!r}: only 'int8' is supported")
+    folder = run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8",
+                                     verbose=verbose()), "export")
+    out.print(f"exported to {folder}  (korpair predict/evaluate/serve {folder})")
