@@ -38,6 +38,33 @@ def build_tiny_classifier(folder: Path, labels=("entailment", "neutral", "contra
     return export_model(model, tokenizer, folder)
 
 
+def build_tiny_regressor(folder: Path, score_range=(0, 5), seed: int = 0) -> Path:
+    """As ``build_tiny_classifier``, with one output: a regression model (a score) on ``score_range``."""
+    import torch
+
+    from korpair.config import ModelConfig
+    from korpair.training.export import export_model
+    from korpair.training.model import build_model_and_tokenizer
+    from korpair.types import ScoreRange
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(from_scratch=True, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=64)
+    target = ScoreRange(*score_range)
+    tokenizer, model = build_model_and_tokenizer(cfg, target, KOREAN_TEXTS * 5, 64)
+    # An untrained head gives every pair about 0.0; a larger one around the middle tells pairs apart.
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+        model.classifier.bias.fill_((target.low + target.high) / 2)
+    return export_model(model, tokenizer, folder, target=target)
+
+
+@pytest.fixture(scope="session")
+def tiny_regressor_dir(tmp_path_factory) -> Path:
+    """Untrained but valid regression model folder (score range 0 to 5)."""
+    return build_tiny_regressor(tmp_path_factory.mktemp("tiny-sts") / "model")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Untrained but valid model folder (fast): for API, serving and I/O tests."""

@@ -1,4 +1,5 @@
-"""Serve a classifier over HTTP: a JSON API with micro-batching, offline API docs and a Korean demo page.
+"""Serve a classifier or a similarity (regression) model over HTTP: a JSON API with micro-batching,
+offline API docs and a Korean demo page (probability bars, or a 유사도 gauge for a score).
 
 Example::
 

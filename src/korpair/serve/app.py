@@ -8,10 +8,12 @@ Example::
 Endpoints:
 
 - ``POST /predict``: one pair ``{"premise": ..., "hypothesis": ...}`` answers
-  ``{"label": ..., "scores": {...}}``; a list ``{"pairs": [{...}, ...]}`` answers
-  ``{"predictions": [...]}`` in the same order.
-- ``GET /health``: status, labels, uptime and queue depth. ``GET /labels``: label names in id order.
-- ``GET /``: the demo page (``page.html``, no outside assets). ``HEAD`` works wherever ``GET`` does.
+  ``{"label": ..., "scores": {...}}`` (a classifier) or ``{"score": ...}`` (a regression
+  model, e.g. KorSTS similarity); a list ``{"pairs": [{...}, ...]}`` answers
+  ``{"predictions": [...]}`` in the same order. The schema documents the answer of the model served.
+- ``GET /health``: status, task, labels, score range, uptime and queue depth. ``GET /labels``: label names in id order.
+- ``GET /``: the demo page (``page.html``, no outside assets): probability bars for a classifier, a
+  similarity gauge (유사도) for a regression model. ``HEAD`` works wherever ``GET`` does.
 - ``GET /openapi.json`` and ``GET /docs`` (Swagger UI, with "Try it out").
 
 The API docs work offline. FastAPI's stock /docs loads Swagger UI from a CDN,
@@ -41,94 +43,47 @@ answer carries nosniff and no-framing headers.
 
 import importlib.resources
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
 from email.message import Message
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Discriminator, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from korpair.serve.batcher import BatcherClosed, Classifier, MicroBatcher, PredictionFailed, QueueFull
 from korpair.serve.guards import HostCheck, RequestDeadline, SecurityHeaders
 from korpair.serve.limits import CLOSE, BodySizeLimit, ServeLimits
-from korpair.types import Pair
+from korpair.serve.page import render_page
+from korpair.serve.schemas import (
+    ERROR_RESPONSES,
+    REQUEST_EXAMPLES,
+    ErrorDetail,
+    ErrorOut,
+    FieldProblem,
+    HealthOut,
+    LabelsOut,
+    PredictionOut,
+    answer_models,
+    request_models,
+)
+from korpair.types import Pair, Prediction, ScoreRange
 from korpair.version import __version__
 
 log = logging.getLogger(__name__)
 
 
-class PredictionOut(BaseModel):
-    """The answer for one pair."""
-
-    label: str = Field(description="the most likely label", examples=["contradiction"])
-    scores: dict[str, float] = Field(description="probability of every label (they sum to 1)",
-                                     examples=[{"entailment": 0.03, "neutral": 0.06, "contradiction": 0.91}])
-
-
-class PredictionsOut(BaseModel):
-    """The answers for a list of pairs, in request order."""
-
-    predictions: list[PredictionOut]
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "stopped"]
-    labels: list[str]
-    uptime_s: float = Field(description="seconds since the app started")
-    queue_depth: int = Field(description="pairs waiting for the model")
-    batching: bool
-
-
-class LabelsOut(BaseModel):
-    labels: list[str] = Field(description="label names in id order")
-
-
-class FieldProblem(BaseModel):
-    field: str = Field(description="dotted path in the request body, e.g. pairs.3.premise", examples=["premise"])
-    problem: str = Field(examples=["String should have at most 1000 characters"])
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    fields: list[FieldProblem] = []
-
-
-class ErrorOut(BaseModel):
-    """Shape of every error response."""
-
-    error: ErrorDetail
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "the body is not valid JSON (or not UTF-8, nested too deep, "
-                                            "a number too long)"},
-    408: {"model": ErrorOut, "description": "the body did not arrive within request_timeout_s"},
-    413: {"model": ErrorOut, "description": "the body is larger than max_body_bytes"},
-    415: {"model": ErrorOut, "description": "Content-Type is not application/json"},
-    421: {"model": ErrorOut, "description": "the Host header names a host this server does not answer to"},
-    422: {"model": ErrorOut, "description": "a field is missing, of the wrong type, empty or too long"},
-    500: {"model": ErrorOut, "description": "the model failed (details in the server log)"},
-    503: {"model": ErrorOut, "description": "the server is busy (queue full, or no answer within "
-                                            "request_timeout_s: see Retry-After), starting or stopping"},
-}
-
-REQUEST_EXAMPLES = {
-    "one pair": {"summary": "one pair", "value": {"premise": "비가 많이 온다", "hypothesis": "날씨가 맑다"}},
-    "several pairs": {"summary": "several pairs (answers come in the same order)", "value": {"pairs": [
-        {"premise": "민수는 어제 공원에서 자전거를 탔다", "hypothesis": "민수는 자전거를 탈 줄 안다"},
-        {"premise": "가게 문이 닫혀 있었다", "hypothesis": "가게는 영업 중이었다"},
-    ]}},
-}
-
-
 def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> FastAPI:
     """A FastAPI app serving ``classifier`` (loaded once, by the caller) within ``limits``.
+
+    A model whose ``task`` is ``"regression"`` (a ``Predictor`` of a regression
+    model folder) answers scores, and its schema, /health and page say so;
+    anything else is served as a classifier.
 
     The micro-batcher starts and stops with the app's lifespan, so run the app
     with a server (uvicorn) or ``with TestClient(app) as client:``.
@@ -139,25 +94,32 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
         with TestClient(app) as client:
             client.post("/predict", json={"premise": "비가 온다", "hypothesis": "날씨가 맑다"}).json()
         # {'label': 'contradiction', 'scores': {'entailment': 0.03, 'neutral': 0.06, 'contradiction': 0.91}}
+        # a regression model (e.g. trained on klue-sts): {'score': 1.27}
     """
     limits = limits or ServeLimits()
     labels = list(classifier.labels)
+    regression = getattr(classifier, "task", "classification") == "regression"
+    span = (getattr(classifier, "score_range", None) or ScoreRange()) if regression else None
+    One, Many = answer_models("regression" if regression else "classification", span)
     batcher = MicroBatcher(classifier, max_batch_size=limits.max_batch_size, max_wait_ms=limits.max_wait_ms,
                            batching=limits.batching, max_queue_pairs=limits.max_queue_pairs)
-    page = importlib.resources.files("korpair.serve").joinpath("page.html").read_text(encoding="utf-8")
+    page = render_page(importlib.resources.files("korpair.serve").joinpath("page.html").read_text(encoding="utf-8"),
+                       span)
     started = time.monotonic()
-    PairIn, PairsIn = _request_models(limits)
+    PairIn, PairsIn = request_models(limits)
 
     async def lifespan(app: FastAPI):
         nonlocal started
         async with batcher.running():
             started = time.monotonic()
-            log.info("serving labels %s (batching=%s)", labels, limits.batching)
+            log.info("serving %s (batching=%s)", f"scores, range {span.low} to {span.high}" if span
+                     else f"labels {labels}", limits.batching)
             yield
 
     app = _new_fastapi(
         title="korpair", version=__version__, lifespan=lifespan,
-        description="Korean sentence-pair classification (NLI). Send one pair or a list of pairs to /predict.",
+        description=("Korean sentence-pair similarity (STS): a score per pair." if regression else
+                     "Korean sentence-pair classification (NLI).") + " Send one pair or a list of pairs to /predict.",
     )
     # add_middleware wraps what is there: the last one added sees a request first.
     app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes,
@@ -172,22 +134,26 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:
         return _error_response(503, str(exc), headers={"retry-after": str(exc.retry_after_s)})
 
-    @app.post("/predict", response_model=PredictionOut | PredictionsOut, responses=ERROR_RESPONSES,
-              dependencies=[Depends(_require_json)], summary="Classify one pair or a list of pairs")
+    answer = '`{"score": ...}`' if regression else '`{"label": ..., "scores": {...}}`'
+
+    @app.post("/predict", response_model=One | Many, responses=ERROR_RESPONSES,
+              dependencies=[Depends(_require_json)],
+              summary=f"{'Score' if regression else 'Classify'} one pair or a list of pairs",
+              description=f'Send `{{"premise": ..., "hypothesis": ...}}` to get {answer}, or '
+                          '`{"pairs": [...]}` to get `{"predictions": [...]}` in the same order.')
     async def predict(
         payload: Annotated[
             Annotated[PairIn, Tag("pair")] | Annotated[PairsIn, Tag("pairs")],
             Discriminator(_request_kind),
             Body(openapi_examples=REQUEST_EXAMPLES),
         ],
-    ) -> PredictionOut | PredictionsOut:
-        """Send `{"premise": ..., "hypothesis": ...}` to get `{"label": ..., "scores": {...}}`, or
-        `{"pairs": [...]}` to get `{"predictions": [...]}` in the same order."""
+    ) -> BaseModel:
         many = isinstance(payload, PairsIn)
         items = payload.pairs if many else [payload]
         predictions = await batcher.predict([Pair(item.premise, item.hypothesis) for item in items])
-        out = [PredictionOut(label=p.label, scores=dict(p.scores)) for p in predictions]
-        return PredictionsOut(predictions=out) if many else out[0]
+        out = [One(score=_score(p)) if regression else PredictionOut(label=p.label, scores=dict(p.scores))
+               for p in predictions]
+        return Many(predictions=out) if many else out[0]
 
     @app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}},
              summary="Is the server up, and how busy is it")
@@ -195,6 +161,8 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
         if not batcher.is_running:
             response.status_code = 503  # so that a load balancer's health check sees it
         return HealthOut(status="ok" if batcher.is_running else "stopped", labels=labels,
+                         task="regression" if regression else "classification",
+                         score_range=[span.low, span.high] if span else None,
                          uptime_s=round(time.monotonic() - started, 3), queue_depth=batcher.queue_depth,
                          batching=limits.batching)
 
@@ -212,6 +180,14 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     return app
 
 
+def _score(prediction: Prediction) -> float:
+    # JSON has no NaN: a model that gives none fails this request alone, as any model fault does.
+    score = getattr(prediction, "score", None)
+    if not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise PredictionFailed(f"the model gave no finite score (got {score!r})")
+    return float(score)
+
+
 def _timed_out(limits: ServeLimits, batcher: MicroBatcher, body_received: bool) -> JSONResponse:
     if not body_received:
         return _error_response(408, f"the request body did not arrive within request_timeout_s="
@@ -226,45 +202,6 @@ def _wrong_host(host: str) -> JSONResponse:
                                 "(localhost, 127.0.0.1, [::1]) and the names in allowed_hosts, which guards "
                                 "against DNS rebinding. Add the name to allowed_hosts to serve it (e.g. behind a "
                                 "reverse proxy).")
-
-
-def _request_models(limits: ServeLimits) -> tuple[type[BaseModel], type[BaseModel]]:
-    """Request bodies whose schema holds this app's limits (so /openapi.json documents them)."""
-    Text = Annotated[
-        str,
-        Field(min_length=1, max_length=limits.max_text_chars,
-              description=f"1 to {limits.max_text_chars} characters, not only whitespace",
-              # In the schema only, so that clients and fuzzers know; _check_text gives the friendlier error.
-              json_schema_extra={"pattern": NOT_ONLY_WHITESPACE}),
-        AfterValidator(_check_text),
-    ]
-
-    class PairIn(BaseModel):
-        """One sentence pair."""
-
-        model_config = ConfigDict(extra="forbid", title="PairIn")
-        premise: Text = Field(examples=["비가 많이 온다"])
-        hypothesis: Text = Field(examples=["날씨가 맑다"])
-
-    class PairsIn(BaseModel):
-        """Several pairs; the answers come back in the same order."""
-
-        model_config = ConfigDict(extra="forbid", title="PairsIn")
-        pairs: list[PairIn] = Field(min_length=1, max_length=limits.max_pairs,
-                                    description=f"1 to {limits.max_pairs} pairs")
-
-    return PairIn, PairsIn
-
-
-# A character that str.isspace() rejects, written so that both ECMA (JSON Schema) and Python regexes read it.
-NOT_ONLY_WHITESPACE = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-
-
-def _check_text(text: str) -> str:
-    # (A lone surrogate such as JSON "\ud800" never gets here: pydantic rejects it as "not a valid string".)
-    if text.isspace():
-        raise PydanticCustomError("blank_text", "text is only whitespace")
-    return text
 
 
 def _request_kind(value: Any) -> str:

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 class Classifier(Protocol):
     """What the server needs from a model: ``korpair.Predictor`` fits, and so does a test fake.
 
+    A regression model also has ``task = "regression"`` and a ``score_range``
+    (a ``ScoreRange``), and answers ``Prediction(None, {}, score=x)``; the
+    batcher hands predictions on as they are, scores or labels.
+
     Example::
 
         class Always:
@@ -51,6 +55,12 @@ class Classifier(Protocol):
             def predict(self, pairs, batch_size=64):
                 return [Prediction("yes", {"yes": 1.0, "no": 0.0}) for _ in pairs]
         create_app(Always())
+
+        class Similar:
+            labels, task, score_range = ("score",), "regression", ScoreRange(0, 5)
+            def predict(self, pairs, batch_size=64):
+                return [Prediction(None, {}, score=4.2) for _ in pairs]
+        create_app(Similar())
     """
 
     labels: Sequence[str]
