@@ -7,12 +7,13 @@ import logging
 import numpy as np
 import pytest
 import torch
+from regression_models import build_tiny_regressor
 from transformers import AutoTokenizer
 
 from korpair.errors import ConfigError
 from korpair.hardware import autocast_dtype, check_inference_precision, pad_multiple, resolve_device
 from korpair.inference import Predictor
-from korpair.types import INFERENCE_PRECISIONS, Pair
+from korpair.types import INFERENCE_PRECISIONS, Pair, ScoreRange
 
 PAIRS = [
     ("민수는 어제 공원에서 자전거를 탔다", "민수는 자전거를 탈 줄 안다"),
@@ -133,3 +134,70 @@ def test_devices_are_checked(monkeypatch, tiny_model_dir):
     assert resolve_device(None) == torch.device("cpu")
     with pytest.raises(ConfigError, match="device 'cuda': PyTorch sees no CUDA GPU.*device='cpu'"):
         resolve_device("cuda")
+
+
+@pytest.fixture(scope="module")
+def regressor_dir(tmp_path_factory):
+    return build_tiny_regressor(tmp_path_factory.mktemp("regressor") / "model")
+
+
+def forward_scores(folder, pairs) -> np.ndarray:
+    """The model's own output, one unpadded pair at a time, straight from transformers."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    with torch.inference_mode():
+        return np.array([model(**tokenizer(a, b, truncation=True, max_length=128, return_tensors="pt")).logits[0, 0]
+                         for a, b in pairs])
+
+
+def test_a_regression_folder_gives_one_score_a_pair(regressor_dir):
+    predictor = Predictor.from_pretrained(regressor_dir, device="cpu")
+    assert predictor.task == "regression" and predictor.score_range == ScoreRange(0, 5)
+    scores = predictor.predict_scores(PAIRS, batch_size=2)
+    assert scores.shape == (len(PAIRS),) and np.ptp(scores) > 0
+    np.testing.assert_allclose(scores, forward_scores(regressor_dir, PAIRS), atol=1e-5, rtol=0)
+    predictions = predictor.predict(PAIRS, batch_size=3)
+    assert all(p.label is None and p.scores == {} for p in predictions)
+    assert [p.score for p in predictions] == pytest.approx(scores.tolist(), abs=1e-6)
+    assert predictions[0].to_dict() == {"score": predictions[0].score}
+    assert [p.score for _, p in predictor.predict_stream(iter(PAIRS), chunk_size=2)] == pytest.approx(
+        scores.tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match="regression model gives one score per pair.*use predict_scores"):
+        predictor.predict_proba(PAIRS)
+    assert "task='regression'" in repr(predictor)
+
+
+def test_a_classifier_is_unchanged(tiny_model_dir):
+    predictor = Predictor.from_pretrained(tiny_model_dir, device="cpu")
+    assert predictor.task == "classification"
+    [p] = predictor.predict(PAIRS[:1])
+    assert p.score is None and p.label in predictor.labels and set(p.scores) == set(predictor.labels)
+    assert set(p.to_dict()) == {"label", "scores"}
+    with pytest.raises(ValueError, match="classifier gives probabilities: use predict_proba"):
+        predictor.predict_scores(PAIRS)
+
+
+@pytest.mark.parametrize(("extra", "task"), [
+    ({"num_labels": 1, "problem_type": "regression"}, "regression"),
+    ({"num_labels": 1}, "regression"),  # one output, no problem type: transformers trains it with MSE
+    ({"num_labels": 2}, "classification"),
+])
+def test_a_hugging_face_folder_from_elsewhere_gets_its_task_from_its_config(tiny_model_dir, tmp_path, extra, task):
+    """A folder transformers wrote (no korpair section), e.g. a cross-encoder from the hub."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, **extra)
+    folder = tmp_path / "cross-encoder"
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    predictor = Predictor.from_pretrained(folder, device="cpu")
+    assert predictor.task == task
+    if task == "regression":
+        assert predictor.score_range == ScoreRange()  # nothing recorded: open bounds
+        np.testing.assert_allclose(predictor.predict_scores(PAIRS), forward_scores(folder, PAIRS), atol=1e-5, rtol=0)
+    else:
+        assert predictor.predict_proba(PAIRS).shape == (len(PAIRS), config.num_labels)

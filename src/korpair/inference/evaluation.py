@@ -1,30 +1,46 @@
 """Score a saved model on labelled pairs and write a report.
 
-The report folder gets ``metrics.json`` (accuracy, macro-F1, per-class
-precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and
-``predictions.jsonl`` (both texts, gold, predicted label, probabilities).
+For a classifier the report folder gets ``metrics.json`` (accuracy, macro-F1,
+per-class precision/recall/F1, confusion matrix; F1 of the positive label for
+two labels), ``confusion_matrix.png`` and ``predictions.jsonl`` (both texts,
+gold, predicted label, probabilities). For a regression (similarity) model it
+gets ``metrics.json`` (Pearson, Spearman, MSE, MAE; F1 at 3.0 on the 0-5
+scale), ``predictions_scatter.png`` (predicted against gold),
+``residuals_histogram.png`` and ``predictions.jsonl`` (both texts, gold and
+predicted score).
 
 Example::
 
     report = evaluate_pairs(Predictor.from_pretrained("runs/sample/model"), pairs, Path("runs/sample/eval"))
     report.metrics["accuracy"]  # 0.86
+    report = evaluate_pairs(Predictor.from_pretrained("runs/korsts/model"), sts_pairs, Path("runs/korsts/eval"))
+    report.metrics["spearman"], report.files  # 0.79, (... 'predictions_scatter.png', 'residuals_histogram.png')
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from korpair.atomic import open_atomic
 from korpair.errors import CorpusError, disk_full_as_error
-from korpair.inference.metrics import classification_report
-from korpair.inference.plots import plot_confusion_matrix
+from korpair.inference.metrics import classification_report, regression_report
+from korpair.inference.plots import plot_confusion_matrix, plot_residuals, plot_scatter
 from korpair.inference.predictor import Predictor
 from korpair.types import Pair
+
+log = logging.getLogger(__name__)
+
+REPORT_FILES = {
+    "classification": ("predictions.jsonl", "metrics.json", "confusion_matrix.png"),
+    "regression": ("predictions.jsonl", "metrics.json", "predictions_scatter.png", "residuals_histogram.png"),
+}
 
 
 @dataclass
@@ -36,38 +52,92 @@ class EvalReport:
     def predictions_file(self) -> Path:
         return self.output_dir / "predictions.jsonl"
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The report's file names, in ``output_dir``."""
+        return REPORT_FILES[self.metrics.get("task", "classification")]
+
 
 def evaluate_pairs(predictor: Predictor, pairs: Sequence[Pair], output_dir: Path,
                    batch_size: int = 64, source: str = "") -> EvalReport:
-    """Predict every pair, compare with its gold label, write metrics, plot and predictions.
+    """Predict every pair, compare with its gold label (or score), write metrics, plots and predictions.
 
-    The three files replace a previous report together: if one cannot be
-    written (a full disk is a ``DiskFullError`` naming ``output_dir``), none is.
+    The files replace a previous report together: if one cannot be written (a
+    full disk is a ``DiskFullError`` naming ``output_dir``), none is; a
+    previous report's plot of the other task is then removed.
     """
-    names = predictor.labels
-    unknown = sorted({p.label for p in pairs} - set(names))
-    if unknown:
-        raise CorpusError(f"{source or 'data'}: gold labels {unknown} are not labels of this model {list(names)}")
     if not pairs:
         raise CorpusError(f"{source or 'data'}: no labelled pairs to evaluate")
-    predictions = predictor.predict(pairs, batch_size=batch_size)
-    gold = [names.index(p.label) for p in pairs]
-    predicted = [names.index(p.label) for p in predictions]
-    metrics = {"data": source, **classification_report(gold, predicted, names)}
-
+    if predictor.task == "regression":
+        metrics, rows, plots = _regression(predictor, pairs, batch_size, source)
+    else:
+        metrics, rows, plots = _classification(predictor, pairs, batch_size, source)
     output_dir = Path(output_dir)
+    _write_report(output_dir, rows, metrics, plots)
+    return EvalReport(metrics, output_dir)
+
+
+def _classification(predictor: Predictor, pairs: Sequence[Pair], batch_size: int, source: str):
+    names = predictor.labels
+    unknown = sorted({str(p.label) for p in pairs if p.label not in names})
+    if unknown:
+        raise CorpusError(f"{source or 'data'}: gold labels {unknown} are not labels of this model {list(names)}")
+    predictions = predictor.predict(pairs, batch_size=batch_size)
+    metrics = {"data": source, **classification_report([names.index(p.label) for p in pairs],
+                                                       [names.index(p.label) for p in predictions], names)}
+    rows = [{"premise": pair.premise, "hypothesis": pair.hypothesis, "gold": pair.label,
+             "predicted": pred.label, "scores": pred.scores} for pair, pred in zip(pairs, predictions)]
+    plots = {"confusion_matrix.png": lambda fh: plot_confusion_matrix(metrics["confusion_matrix"], names, fh)}
+    return metrics, rows, plots
+
+
+def _regression(predictor: Predictor, pairs: Sequence[Pair], batch_size: int, source: str):
+    gold = [_gold_score(pair, i, source) for i, pair in enumerate(pairs)]
+    scores = [float(s) for s in predictor.predict_scores(pairs, batch_size=batch_size)]
+    bounds = predictor.score_range
+    metrics = {"data": source, **regression_report(gold, scores, (bounds.low, bounds.high))}
+    for name in ("pearson", "spearman"):
+        if metrics[name] is None:
+            log.warning("%s: %s correlation is undefined (the %s scores are all equal); metrics.json has null",
+                        source or "data", name.capitalize(),
+                        "gold" if len(set(gold)) == 1 else "predicted")
+    rows = [{"premise": pair.premise, "hypothesis": pair.hypothesis, "gold": g, "score": s}
+            for pair, g, s in zip(pairs, gold, scores)]
+    plots = {"predictions_scatter.png": lambda fh: plot_scatter(gold, scores, metrics, fh),
+             "residuals_histogram.png": lambda fh: plot_residuals(gold, scores, fh)}
+    return metrics, rows, plots
+
+
+def _gold_score(pair: Pair, i: int, source: str) -> float:
+    label = pair.label
+    try:
+        value = float(label) if not isinstance(label, bool) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise CorpusError(f"{source or 'data'}: pair {i + 1}: gold {label!r} is not a score; this is a regression "
+                          "model (one similarity score per pair), so its gold labels must be numbers")
+    return value
+
+
+def _write_report(output_dir: Path, rows: list[dict], metrics: dict,
+                  plots: dict[str, Callable]) -> None:
     with disk_full_as_error(output_dir), contextlib.ExitStack() as files:
         # Each file is renamed into place as its block exits, in reverse order, once all are written and
         # synced: a write that fails first leaves every previous file in place.
         preds, summary = (files.enter_context(open_atomic(output_dir / name))
                           for name in ("predictions.jsonl", "metrics.json"))
-        plot = files.enter_context(open_atomic(output_dir / "confusion_matrix.png", "wb"))
-        for pair, pred in zip(pairs, predictions):
-            preds.write(json.dumps({"premise": pair.premise, "hypothesis": pair.hypothesis, "gold": pair.label,
-                                    "predicted": pred.label, "scores": pred.scores}, ensure_ascii=False) + "\n")
+        images = [files.enter_context(open_atomic(output_dir / name, "wb")) for name in plots]
+        for row in rows:
+            preds.write(json.dumps(row, ensure_ascii=False) + "\n")
         summary.write(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-        plot_confusion_matrix(metrics["confusion_matrix"], names, plot)
-        for fh in (preds, summary, plot):
+        for draw, fh in zip(plots.values(), images):
+            draw(fh)
+        for fh in (preds, summary, *images):
             fh.flush()
             os.fsync(fh.fileno())
-    return EvalReport(metrics, output_dir)
+    # A report of the other task in the same folder would otherwise leave its plot beside this one's metrics.
+    stale = {name for names in REPORT_FILES.values() for name in names} - {"predictions.jsonl", "metrics.json",
+                                                                           *plots}
+    for name in stale:
+        (output_dir / name).unlink(missing_ok=True)

@@ -1,4 +1,9 @@
-"""``confusion_matrix.png``: counts, each gold row shaded by its share."""
+"""Evaluation plots: a classifier's ``confusion_matrix.png``; a regression model's scatter of predicted
+against gold scores and its histogram of residuals.
+
+Each function takes ``out_png``: a path (written atomically) or an open binary
+file (one of several files that must appear together).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,7 @@ from korpair.atomic import write_figure  # noqa: E402
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path | BinaryIO) -> Path | BinaryIO:
-    """Counts, with each row (gold label) shaded by its share; ``out_png`` is a path (written atomically)
-    or an open binary file."""
+    """Counts, with each row (gold label) shaded by its share."""
     matrix = np.asarray(matrix)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = 1.2 + 1.1 * len(names)
@@ -34,8 +38,57 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Pat
     acc = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"accuracy {acc:.1%} (n={matrix.sum()})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of gold row")
+    return _save(fig, out_png)
+
+
+def plot_scatter(gold: Sequence[float], predicted: Sequence[float], metrics: dict,
+                 out_png: Path | BinaryIO) -> Path | BinaryIO:
+    """Predicted against gold scores, with the identity line (a perfect model's points lie on it); the
+    axes span the model's score range where it is closed, else the scores'."""
+    g, p = np.asarray(gold, dtype=float), np.asarray(predicted, dtype=float)
+    low, high = _limits(np.concatenate([g, p]), metrics.get("score_range"))
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.plot([low, high], [low, high], color="0.4", lw=1, ls="--", label="predicted = gold")
+    ax.scatter(g, p, s=9, alpha=min(1.0, max(0.15, 300 / len(g))), color="tab:blue", edgecolors="none")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    ax.set_xlabel("gold score")
+    ax.set_ylabel("predicted score")
+    ax.set_title(f"Pearson {_fmt(metrics.get('pearson'))}, Spearman {_fmt(metrics.get('spearman'))} "
+                 f"(n={len(g)})")
+    ax.legend(loc="upper left", frameon=False)
+    return _save(fig, out_png)
+
+
+def plot_residuals(gold: Sequence[float], predicted: Sequence[float], out_png: Path | BinaryIO) -> Path | BinaryIO:
+    """How far predictions miss (predicted minus gold): centred on 0 for an unbiased model, narrow for an
+    accurate one."""
+    residuals = np.asarray(predicted, dtype=float) - np.asarray(gold, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(residuals, bins=min(50, max(10, len(residuals) // 20)), color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="0.3", lw=1, ls="--")
+    ax.set_xlabel("residual (predicted - gold)")
+    ax.set_ylabel("pairs")
+    ax.set_title(f"mean {residuals.mean():+.3f}, sd {residuals.std():.3f} (n={len(residuals)})")
+    return _save(fig, out_png)
+
+
+def _limits(values: np.ndarray, score_range) -> tuple[float, float]:
+    low, high = score_range if score_range else (None, None)
+    low = float(values.min()) if low is None else float(min(low, values.min()))
+    high = float(values.max()) if high is None else float(max(high, values.max()))
+    pad = 0.03 * ((high - low) or 1.0)
+    return low - pad, high + pad
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _save(fig, out_png: Path | BinaryIO) -> Path | BinaryIO:
     fig.tight_layout()
-    if hasattr(out_png, "write"):  # e.g. one of several files that must appear together
+    if hasattr(out_png, "write"):
         fig.savefig(out_png, format="png", dpi=120, bbox_inches="tight")
     else:
         write_figure(out_png, fig)

@@ -27,6 +27,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Pretrai
 
 from korpair.errors import ConfigError, KorpairError, ModelFolderError, loading_error
 from korpair.hardware import autocast_dtype, check_inference_precision, resolve_device
+from korpair.inference.quiet import quiet_loading
 from korpair.model_folder import check_model_folder
 
 ONNX_MODEL_FILE = "model.onnx"  # what `korpair export` writes, and what marks an ONNX model folder
@@ -69,8 +70,9 @@ class TorchRuntime:
         if Path(name_or_path).is_dir():
             check_model_folder(name_or_path)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(name_or_path), trust_remote_code=trust_remote_code)
+            with quiet_loading():
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    str(name_or_path), trust_remote_code=trust_remote_code)
         except LOAD_ERRORS as err:
             raise loading_error(name_or_path, "model", err) from err
         return cls(model, device=device, precision=precision)
