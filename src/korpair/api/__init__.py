@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -32,10 +31,9 @@ from korpair.api.checks import (
     writable_file,
 )
 from korpair.api.prediction_files import PairCount, check_input, prediction_writer, verbatim_pairs
-from korpair.atomic import write_text
 from korpair.config import BUILTIN_TASKS, CorpusConfig, TrainConfig, load_config
 from korpair.corpora import BUILTIN_CORPORA, read_pairs, read_split, resolve_files
-from korpair.errors import ConfigError, CorpusError, disk_full_as_error
+from korpair.errors import ConfigError, CorpusError
 from korpair.hardware import check_inference_precision
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
 from korpair.inference.onnx import export_onnx
@@ -132,9 +130,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
         for reason, n in sorted(dropped.items()):
             log.warning("dropped %d row(s): %s", n, reason)
         log.info("evaluating %s on %s", model_dir, source)
-        report = evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source)
-        _record_dropped(report, dropped)
-        return report
+        return evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source, dropped)
 
 
 def _local_task(model_dir: str | Path) -> str | None:
@@ -187,15 +183,6 @@ def _recorded_corpus(model_dir: Path, split: str) -> tuple[CorpusConfig, str]:
                           f"current folder); {ask}")
     shown = f"{cfg.name}:{split}" + (f" {path}" if path is not None else "")
     return cfg, f"{shown} (the corpus the model was trained on)"
-
-
-def _record_dropped(report: EvalReport, dropped: Counter) -> None:
-    """``dropped_rows`` ({reason: count}, as ``train`` reports it) in the report's metrics and its metrics.json."""
-    # Written after the report: evaluate_pairs writes the metrics it computes, and knows nothing of the reading.
-    report.metrics["dropped_rows"] = dict(sorted(dropped.items()))
-    path = report.output_dir / "metrics.json"
-    with disk_full_as_error(path):
-        write_text(path, json.dumps(report.metrics, indent=2, ensure_ascii=False) + "\n")
 
 
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,

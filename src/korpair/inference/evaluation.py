@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +59,11 @@ class EvalReport:
 
 
 def evaluate_pairs(predictor: Predictor, pairs: Sequence[Pair], output_dir: Path,
-                   batch_size: int = 64, source: str = "") -> EvalReport:
+                   batch_size: int = 64, source: str = "", dropped: Mapping[str, int] | None = None) -> EvalReport:
     """Predict every pair, compare with its gold label (or score), write metrics, plots and predictions.
+
+    ``dropped`` counts the rows left out while reading (reason -> rows, e.g.
+    KLUE's ``-`` gold label); ``metrics.json`` records it as ``dropped_rows``.
 
     The files replace a previous report together: if one cannot be written (a
     full disk is a ``DiskFullError`` naming ``output_dir``), none is; a
@@ -72,6 +75,7 @@ def evaluate_pairs(predictor: Predictor, pairs: Sequence[Pair], output_dir: Path
         metrics, rows, plots = _regression(predictor, pairs, batch_size, source)
     else:
         metrics, rows, plots = _classification(predictor, pairs, batch_size, source)
+    metrics["dropped_rows"] = dict(sorted((dropped or {}).items()))
     output_dir = Path(output_dir)
     _write_report(output_dir, rows, metrics, plots)
     return EvalReport(metrics, output_dir)

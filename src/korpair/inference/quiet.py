@@ -15,12 +15,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from korpair.quiet import verbose_requested
+
 QUANTIZER_ADVICE = "Please consider to run pre-processing before quantization"
 
 
 def verbose() -> bool:
-    """Whether korpair's logger shows debug detail."""
-    return logging.getLogger("korpair").isEnabledFor(logging.DEBUG)
+    """Whether the call asked for the libraries' own output (``verbose=True``, ``korpair -v``) or korpair's logger
+    shows debug detail."""
+    return verbose_requested() or logging.getLogger("korpair").isEnabledFor(logging.DEBUG)
 
 
 @contextmanager
