@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from korpair.config import LOWER_IS_BETTER, TrainConfig
 from korpair.hardware import resolve_precision
+from korpair.training.collapse import CollapseWatch
 from korpair.training.resume import LAST, AtomicCheckpointIO, ResumeCallback
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,13 @@ def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
     """A Trainer for a run of ``cfg`` (of ``task``) writing into ``out``; ``extra_callbacks`` run after
     korpair's own."""
     t = cfg.trainer
-    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out)]
+    callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out),
+                       CollapseWatch(cfg)]
     if t.early_stopping_patience:
         monitor = cfg.monitor_for(task)
         callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode=_mode(monitor)))
     if t.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+        callbacks.append(ProgressBar(refresh_rate=10))
     callbacks += list(extra_callbacks)
     loggers = [CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=t.log_every_n_steps),
                TensorBoardLogger(out, name="logs", version="tensorboard")]
@@ -80,3 +82,12 @@ def build_checkpoints(cfg: TrainConfig, out: Path, task: str = "classification"
 
 def _mode(monitor: str) -> str:
     return "min" if monitor in LOWER_IS_BETTER else "max"
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar without ``v_num``: the logger's version (here the tail of "tensorboard") means nothing."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
