@@ -123,8 +123,8 @@ class CollapseWatch(L.Callback):
         m, o = self.cfg.model, self.cfg.optim
         tips = []
         if m.from_scratch:
-            tips.append("a pretrained model (--model klue/bert-base, or beomi/kcbert-base) instead of one built "
-                        "from scratch")
+            tips.append("a pretrained model (model.name_or_path=klue/bert-base, or beomi/kcbert-base) instead "
+                        "of one built from scratch")
         tips += ["more training data", f"another learning rate (optim.lr is {o.lr:g}; try a few times smaller"
                  + (" or larger" if o.lr < 1e-4 else "") + ")", "more epochs if the loss is still falling"]
         return "; ".join(tips)
