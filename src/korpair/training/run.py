@@ -206,10 +206,7 @@ def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequen
     # pass, then streamed into the cache, never held in memory.
     splits = load_splits(cfg.corpus, stream_train=True)
     target = splits.target
-    try:
-        monitor = cfg.monitor_for(splits.task)  # the data may have decided the task only now
-    except ValueError as err:
-        raise ConfigError(f"{cfg.corpus.train_file or cfg.corpus.name}: {err}") from None
+    monitor = check_monitor(cfg, splits)
     shown = (f"labels {list(target.names)}" if splits.task == "classification" else
              f"scores from {target.low:g} to {target.high:g}")
     log.info("corpus %s: %d train / %d validation pairs, %s; best checkpoint by %s", cfg.corpus.name,
@@ -302,7 +299,11 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
         best_path = out / "checkpoints" / best_path.name
         state = load_checkpoint_file(best_path, hint="the best weights are lost: train again with overwrite=True")
         task.load_state_dict(state["state_dict"])
-    [best] = trainer.validate(task, datamodule=data, verbose=False)
+    loggers, trainer.loggers = trainer.loggers, []  # the best weights' score is no point of the training curves
+    try:
+        [best] = trainer.validate(task, datamodule=data, verbose=False)
+    finally:
+        trainer.loggers = loggers
     metrics = {
         **{k: float(v) for k, v in best.items()},
         "best_checkpoint": best_path.name if best_path is not None else None,
@@ -323,10 +324,28 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
         with disk_full_as_error(out):
             csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
             if csvs:
-                plot_training_curves(csvs, out / "training_curves.png")
+                plot_training_curves(csvs, out / "training_curves.png", monitor=cfg.monitor_for(splits.task))
             # written last: its presence says the run is finished
             write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return TrainResult(out, model_dir, metrics)
+
+
+def check_monitor(cfg: TrainConfig, splits) -> str:
+    """The metric that picks the best checkpoint, refused (``ConfigError``) if the run does not report it.
+
+    A config that names its task is checked when it is read; own files with
+    ``corpus.task=auto`` say only here, once read, whether they are classes or scores.
+    """
+    where = cfg.corpus.train_file or f"corpus.name={cfg.corpus.name}"
+    try:
+        monitor = cfg.monitor_for(splits.task)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if monitor == "val_f1" and len(splits.target) != 2:
+        raise ConfigError(f"{where}: trainer.monitor='val_f1' is the F1 of the second label of a two-label "
+                          f"classifier; this corpus has {len(splits.target)} labels "
+                          f"({', '.join(splits.target.names)}): choose val_accuracy, val_macro_f1 or val_loss")
+    return monitor
 
 
 def trainer_is_rank_zero() -> bool:

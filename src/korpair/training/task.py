@@ -4,7 +4,8 @@ A classifier is trained with cross-entropy and reports accuracy and macro-F1
 (plus the F1 of the second label when there are two, e.g. paraphrase 0/1);
 a regression model (a ``ScoreRange`` target: one output) with mean squared
 error on the raw score, exactly as transformers' ``problem_type="regression"``
-does, and reports Spearman, Pearson, MSE and MAE.
+does, and reports Spearman, Pearson, MSE and MAE (``korpair.training.metrics``:
+a correlation of constant predictions is 0, not NaN).
 
 Example::
 
@@ -18,14 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch.optim.lr_scheduler import ExponentialLR
-from torchmetrics import (
-    MeanAbsoluteError,
-    MeanSquaredError,
-    MetricCollection,
-    PearsonCorrCoef,
-    SpearmanCorrCoef,
-    SumMetric,
-)
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, SumMetric
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 from transformers import (
     get_constant_schedule_with_warmup,
@@ -34,6 +28,7 @@ from transformers import (
 )
 
 from korpair.config import OptimConfig
+from korpair.training.metrics import PearsonCorrelation, SpearmanCorrelation
 from korpair.types import ScoreRange, Target
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
@@ -50,8 +45,8 @@ class PairClassificationTask(L.LightningModule):
         self.regression = isinstance(labels, ScoreRange)
         # torchmetrics syncs these across DDP ranks at compute() time
         if self.regression:
-            metrics = {"spearman": SpearmanCorrCoef(), "pearson": PearsonCorrCoef(), "mse": MeanSquaredError(),
-                       "mae": MeanAbsoluteError()}
+            metrics = {"spearman": SpearmanCorrelation(), "pearson": PearsonCorrelation(),
+                       "mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
         else:
             n = len(labels)
             metrics = {"accuracy": MulticlassAccuracy(n, average="micro"),
