@@ -213,7 +213,7 @@ def test_validation_metrics_are_those_of_scipy_and_numpy(setup, one_thread):
     assert reported["val_examples"] == len(gold) == 300
     if isinstance(target, ScoreRange):
         predicted = logits[:, 0]
-        assert np.unique(predicted).size > 100 and np.unique(gold).size == 6  # ties in the gold scores
+        assert np.unique(predicted).size > 100 and np.unique(gold).size < 20  # ties in the gold scores
         expected = {"val_spearman": spearmanr(predicted, gold)[0], "val_pearson": pearsonr(predicted, gold)[0],
                     "val_mse": np.mean((predicted - gold) ** 2), "val_mae": np.mean(np.abs(predicted - gold))}
         expected["val_loss"] = expected["val_mse"]
