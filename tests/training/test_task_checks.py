@@ -86,7 +86,7 @@ def test_f1_of_a_positive_label_needs_two_labels(tmp_path):
 
 
 @pytest.mark.parametrize("value, task", [
-    ("abc", "regression"),
+    ("abc", "regression"), ("abc", "auto"),
     ("nan", "regression"), ("nan", "auto"),
     ("inf", "regression"), ("inf", "auto"),
     (7.5, "regression"), (7.5, "auto"),

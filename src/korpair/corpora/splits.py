@@ -226,7 +226,7 @@ def load_splits(cfg: CorpusConfig, *, stream_train: bool = False) -> Splits:
     seen = _labels(train)
     task = resolved.task
     if task is None:
-        task = _infer_task(seen, files["train"][0])
+        task = _infer_task(_label_counts(train), files["train"][0])
         if task == "regression":  # read again, each label checked and kept as a number
             resolved = dataclasses.replace(resolved, task=task)
             dropped.clear()
@@ -293,19 +293,38 @@ def _rows_with_label(cfg: CorpusConfig, resolved: Resolved, files: Sequence[Path
     return found
 
 
-def _infer_task(labels: set[str], train_file: Path) -> str:
-    """Classification or regression, from the training labels of a corpus that does not say."""
-    try:
-        values = sorted(float(label) for label in labels)
-    except ValueError:
+def _infer_task(counts: Counter, train_file: Path) -> str:
+    """Classification or regression, from the training labels of a corpus that does not say.
+
+    Scores with a few words among them (a typo, a header line) are a regression corpus with bad rows, not a
+    classification corpus with dozens of classes: regression is chosen and the re-read names each bad row.
+    """
+    numbers = {}
+    for label in counts:
+        try:
+            numbers[label] = float(label)
+        except ValueError:
+            pass
+    values = sorted(set(numbers.values()))
+    if not values:
         return "classification"
+    if len(numbers) < len(counts):
+        numeric_rows = sum(counts[label] for label in numbers)
+        if numeric_rows < 0.5 * sum(counts.values()) or not _looks_like_scores(values):
+            return "classification"
+    labels = sorted(numbers)
     fractions = [v for v in values if not v.is_integer()]
-    if not fractions and len(values) <= MAX_NUMERIC_CLASSES:
+    if not _looks_like_scores(values):
         log.info("%s: the labels %s are whole numbers: trained as classes (set corpus.task=regression if they are "
-                 "scores)", train_file, ", ".join(sorted(labels)))
+                 "scores)", train_file, ", ".join(labels))
         return "classification"
     why = f"e.g. {fractions[0]:g}" if fractions else f"{len(values)} distinct values"
     log.warning("%s: the labels are numbers (%s, from %g to %g): training a regression model that predicts a "
                 "score (set corpus.task=classification to treat them as classes)", train_file, why, values[0],
                 values[-1])
     return "regression"
+
+
+def _looks_like_scores(values: Sequence[float]) -> bool:
+    """Numbers with fractions, or more distinct whole numbers than a label set usually has."""
+    return any(not v.is_integer() for v in values) or len(values) > MAX_NUMERIC_CLASSES
