@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import json
 import re
@@ -44,7 +45,7 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         if fmt not in FORMATS:  # else an unknown one would silently be read as CSV
             raise CorpusError(f"{path}: unknown format {fmt!r}; pass one of {FORMATS} or 'auto'")
         return fmt
-    suffix = path.suffix.lower().lstrip(".")
+    suffix = _inner_suffix(path)
     if suffix in FORMATS:
         return suffix
     if suffix in ("txt", "tab"):
@@ -52,10 +53,18 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
     raise CorpusError(f"{path}: cannot tell the format from the extension; pass format= one of {FORMATS}")
 
 
+def _inner_suffix(path: Path) -> str:
+    """The format's extension, under a ``.gz`` if there is one (``train.jsonl.gz`` -> ``jsonl``)."""
+    if path.suffix.lower() == ".gz":
+        path = Path(path.stem)
+    return path.suffix.lower().lstrip(".")
+
+
 def iter_records(path: Path, fmt: str = "auto", encoding: str = "utf-8") -> Iterator[tuple[str, dict]]:
     """Yield ``(where, record)`` for each row; ``where`` is ``file:line`` or ``file:record N``.
 
-    Streams CSV, TSV and JSONL (a file larger than memory is fine); a JSON list is read whole.
+    Streams CSV, TSV and JSONL (a file larger than memory is fine); a JSON list is read whole. A file whose
+    name ends in ``.gz`` is read through gzip (``train.jsonl.gz``).
     """
     path = Path(path)
     fmt = detect_format(path, fmt)
@@ -66,7 +75,8 @@ def iter_records(path: Path, fmt: str = "auto", encoding: str = "utf-8") -> Iter
     # utf-8-sig also reads files saved with a BOM (Excel, Notepad).
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
-        with open(path, encoding=enc, newline="") as fh:
+        opener = gzip.open if path.suffix.lower() == ".gz" else open
+        with opener(path, "rt", encoding=enc, newline="") as fh:
             if fmt == "json":
                 yield from _iter_json(path, fh)
             elif fmt == "jsonl":
@@ -77,8 +87,10 @@ def iter_records(path: Path, fmt: str = "auto", encoding: str = "utf-8") -> Iter
         raise CorpusError(_explain_decode_error(path, err, encoding)) from None
     except LookupError:
         raise CorpusError(f"{path}: unknown encoding {encoding!r}") from None
-    except OSError as err:  # unreadable (permissions, I/O error): a user problem, not a crash
+    except OSError as err:  # unreadable (permissions, I/O error, not gzip): a user problem, not a crash
         raise CorpusError(f"{path}: cannot read: {err.strerror or err}") from None
+    except EOFError:
+        raise CorpusError(f"{path}: the gzip file is cut short (an interrupted download or copy?)") from None
 
 
 def _iter_json(path: Path, fh: io.TextIOBase) -> Iterator[tuple[str, dict]]:
