@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from korpair.types import TRAIN_PRECISIONS
 
 # What each built-in corpus trains; korpair.corpora.builtin holds their files, labels and score ranges.
-BUILTIN_TASKS = {"sample": "classification", "klue-nli": "classification", "kornli": "classification",
-                 "korsts": "regression", "klue-sts": "regression", "paws-x-ko": "classification"}
+BUILTIN_TASKS = {"sample": "classification", "demo": "classification", "klue-nli": "classification",
+                 "kornli": "classification", "korsts": "regression", "klue-sts": "regression",
+                 "paws-x-ko": "classification"}
 # The validation metrics each task reports, any of which can pick the best checkpoint; the first is the default.
 MONITORS = {"classification": ("val_accuracy", "val_macro_f1", "val_f1", "val_loss"),
             "regression": ("val_spearman", "val_pearson", "val_mse", "val_mae", "val_loss")}
@@ -43,7 +44,7 @@ class _Section(BaseModel):
 class CorpusConfig(_Section):
     """Where the sentence pairs come from."""
 
-    name: Literal["sample", "klue-nli", "kornli", "korsts", "klue-sts", "paws-x-ko", "files"] = Field(
+    name: Literal["sample", "demo", "klue-nli", "kornli", "korsts", "klue-sts", "paws-x-ko", "files"] = Field(
         "sample", description="built-in corpus, or 'files' for your own train/validation/test files",
         json_schema_extra=_cli("--corpus"))
     task: Literal["auto", "classification", "regression"] = Field(

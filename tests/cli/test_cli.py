@@ -395,7 +395,7 @@ INFERENCE_IN_FLAGS = [
     ("evaluate", "unknown corpus", "--corpus snli: not a built-in corpus"),
     ("evaluate", "unknown corpus", "(for a file of your own pass --data)"),
     ("evaluate", "split", "--split dev: expected"),
-    ("evaluate", "no corpus", "pass --data (a labelled file) or --corpus (a built-in corpus name: sample, klue-nli"),
+    ("evaluate", "no corpus", "pass --data (a labelled file) or --corpus (a built-in corpus name: sample, demo, klue-nli"),
     ("evaluate", "task", "or pass --data a file of its kind"),
 ]
 

@@ -13,7 +13,7 @@ from test_corpora import dead_url, klue_tarball, mirror, point_at  # noqa: F401 
 
 from korpair.config import BUILTIN_TASKS, CorpusConfig, load_config
 from korpair.corpora import BUILTIN_CORPORA, fetch_corpus, load_splits
-from korpair.corpora.builtin import sha256_file
+from korpair.corpora.builtin import EMBEDDED_CORPORA, sha256_file
 from korpair.errors import CorpusError, DownloadError
 from korpair.types import LabelMap, ScoreRange
 
@@ -24,7 +24,8 @@ KORSTS_FILES = {"train": "sts-train.tsv", "validation": "sts-dev.tsv", "test": "
 def test_each_corpus_declares_the_task_the_config_knows_it_by():
     # config.py (below the corpora layer) keeps its own table of built-in tasks: the two must agree
     assert {name: c.task for name, c in BUILTIN_CORPORA.items()} == {
-        n: t for n, t in BUILTIN_TASKS.items() if n != "sample"}
+        n: t for n, t in BUILTIN_TASKS.items() if n not in EMBEDDED_CORPORA}
+    assert {n: BUILTIN_TASKS[n] for n in EMBEDDED_CORPORA} == {"sample": "classification", "demo": "classification"}
     assert BUILTIN_CORPORA["korsts"].score_range == BUILTIN_CORPORA["klue-sts"].score_range == (0.0, 5.0)
     assert BUILTIN_CORPORA["paws-x-ko"].labels == ("0", "1")
     corpus = BUILTIN_CORPORA["korsts"]

@@ -75,7 +75,8 @@ def corpora(
     table = Table(title="built-in corpora")
     for col in ("name", "task", "files (split: file)", "local folder"):
         table.add_column(col)
-    table.add_row("sample", BUILTIN_TASKS["sample"], "shipped with korpair", str(sample_corpus_dir()))
+    for name in ("sample", "demo"):
+        table.add_row(name, BUILTIN_TASKS[name], "shipped with korpair", str(sample_corpus_dir(name)))
     for name, c in BUILTIN_CORPORA.items():
         task = BUILTIN_TASKS.get(name, c.task)
         if c.score_range is not None:

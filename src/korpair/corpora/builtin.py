@@ -187,9 +187,14 @@ def default_data_dir(name: str) -> Path:
     return korpair_home() / "corpora" / name
 
 
-def sample_corpus_dir() -> Path:
-    """The folder of the small Korean NLI corpus shipped with korpair."""
-    return Path(str(resources.files("korpair") / "resources" / "sample_nli"))
+# Corpora shipped inside the package: name -> folder under korpair/resources.
+EMBEDDED_CORPORA = {"sample": "sample_nli", "demo": "demo_nli"}
+
+
+def sample_corpus_dir(name: str = "sample") -> Path:
+    """The folder of a Korean NLI corpus shipped with korpair: ``sample`` (900 training pairs, for tests and
+    smoke runs) or ``demo`` (24,000 generated pairs that a model built from scratch learns from)."""
+    return Path(str(resources.files("korpair") / "resources" / EMBEDDED_CORPORA[name]))
 
 
 def sha256_file(path: Path) -> str:
