@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.korean import cop, final, j, not_true
+
 __all__ = [
     "LABELS",
     "generate_nli_pairs",
@@ -50,66 +52,8 @@ _REGISTER_WEIGHTS: tuple[float, ...] = (0.5, 0.25, 0.25)
 _PAST_END = {"plain": "다", "formal": "습니다", "polite": "어요"}
 
 
-# ---------------------------------------------------------------------------
-# Hangul helpers
-# ---------------------------------------------------------------------------
-
-_HANGUL_BASE = 0xAC00
-_HANGUL_END = 0xD7A3
-# Sino-Korean readings of digits: 영 일 이 삼 사 오 육 칠 팔 구
-_DIGIT_HAS_BATCHIM = {"0": True, "1": True, "2": False, "3": True, "4": False,
-                      "5": False, "6": True, "7": True, "8": True, "9": False}
-_DIGIT_RIEUL = {"1", "7", "8"}
-
-
-def _final(word: str) -> tuple[bool, bool]:
-    """Return (has_batchim, batchim_is_rieul) for the last character of word."""
-    ch = word.rstrip()[-1]
-    code = ord(ch)
-    if _HANGUL_BASE <= code <= _HANGUL_END:
-        jong = (code - _HANGUL_BASE) % 28
-        return jong != 0, jong == 8
-    if ch.isdigit():
-        return _DIGIT_HAS_BATCHIM[ch], ch in _DIGIT_RIEUL
-    return False, False
-
-
-def _j(word: str, kind: str) -> str:
-    """Attach a particle chosen by the final sound of ``word``.
-
-    kind: "topic" (은/는), "subj" (이/가), "obj" (을/를), "with" (과/와),
-    "dir" (으로/로; ㄹ-final words take 로).
-    """
-    batchim, rieul = _final(word)
-    if kind == "topic":
-        return word + ("은" if batchim else "는")
-    if kind == "subj":
-        return word + ("이" if batchim else "가")
-    if kind == "obj":
-        return word + ("을" if batchim else "를")
-    if kind == "with":
-        return word + ("과" if batchim else "와")
-    if kind == "dir":
-        return word + ("으로" if batchim and not rieul else "로")
-    raise ValueError(kind)
-
-
-def _cop(word: str, reg: str, past: bool = False) -> str:
-    """``word`` + copula 이다 in register ``reg`` (present or past)."""
-    batchim, _ = _final(word)
-    if past:
-        stem = "이었" if batchim else "였"
-        return word + stem + _PAST_END[reg]
-    if reg == "plain":
-        return word + "이다"
-    if reg == "formal":
-        return word + "입니다"
-    return word + ("이에요" if batchim else "예요")
-
-
-def _not_true(reg: str) -> str:
-    """"사실이 아니다" in register ``reg``."""
-    return "사실이 " + {"plain": "아니다", "formal": "아닙니다", "polite": "아니에요"}[reg]
+# Hangul helpers (particles by the final sound, the copula) are shared with the demo corpus's generator.
+_final, _j, _cop, _not_true = final, j, cop, not_true
 
 
 # ---------------------------------------------------------------------------
