@@ -34,7 +34,7 @@ _READ = Pred("읽었", "읽지", adn="읽은")
 _PLAYED = Pred("쳤", "치지", adn="친")
 _WAS = Pred("있었", "있지")
 # hypernym: (object, predicate)
-_GENERIC = {"운동": ("운동을", _DID), "음식": ("음식을", _ATE), "음료": ("음료를", _DRANK),
+_GENERIC = {"운동": ("운동을", _DID), "음식": ("음식을", _ATE), "식사": ("식사를", _DID), "음료": ("음료를", _DRANK),
             "책": ("책을", _READ), "악기": ("악기를", Pred("연주했", "연주하지", adn="연주한"))}
 # (object, predicate, hypernym or None, places)
 _ACTS = (
@@ -44,6 +44,8 @@ _ACTS = (
     ("수영을", _DID, "운동", ("수영장", "바다")),
     ("요가를", _DID, "운동", ("체육관", "공원")),
     ("김밥을", _ATE, "음식", ("공원", "분식집")),
+    ("밥을", _ATE, "식사", ("식당", "학교 식당")),
+    ("점심을", _ATE, "식사", ("식당", "회사 식당")),
     ("떡볶이를", _ATE, "음식", ("분식집", "시장")),
     ("라면을", _ATE, "음식", ("편의점", "분식집")),
     ("커피를", _DRANK, "음료", ("카페", "사무실")),
@@ -220,7 +222,7 @@ def weather(rng: random.Random) -> Scene:
         if same:
             cands.append(("same", E, hyp(same, False)))
         if yc:
-            cands += [("opposite", C, hyp(hyp_surface[yc], False)), ("neg_opposite", E, hyp(hyp_surface[yc], True))]
+            cands.append(("opposite", C, hyp(hyp_surface[yc], False)))
         if ye:
             cands.append(("implied", E, hyp(hyp_surface[ye], False)))
         if yn:

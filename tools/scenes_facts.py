@@ -1,11 +1,7 @@
-"""Scene families about facts: quantities, dates and times, quantifiers, roles and states.
+"""Scene families about facts: counts and quantities, dates and times.
 
 Phenomena: numbers that agree or differ (사과를 세 개 샀다 / 다섯 개), hypernyms of
-bought things (사과 -> 과일), dates and hours (5월 3일 -> 5월), quantifiers
-(모두 / 아무도 ... 않았다 / 몇 명은), swapped roles and converse relations
-(민수는 지영보다 키가 크다 / 지영은 민수보다 키가 작다), and states with
-antonyms, complementary (열려 있다 / 닫혀 있다) or gradable (뜨겁다 / 차갑다:
-"not hot" does not mean "cold").
+bought things (사과 -> 과일), dates, weekdays and hours (5월 3일 -> 5월).
 """
 
 from __future__ import annotations

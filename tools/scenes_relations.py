@@ -2,10 +2,14 @@
 
 Phenomena: all / none / some and what each entails about the others
 (모두 -> 몇 명은; 아무도 ... 않았다 contradicts 몇 명은), swapped roles
-(민수가 지영보다 먼저 도착했다 / 지영이 민수보다 먼저 도착했다) next to their
-converses, numbers in ages and scores, and states with complementary
-antonyms (열려 있다 / 닫혀 있다) or gradable ones (뜨겁다 / 차갑다), where a
-negated state entails its antonym only when the pair is complementary.
+(민수가 지영보다 먼저 도착했다 / 지영이 민수보다 먼저 도착했다), numbers in ages
+and scores, and states with their antonyms (열려 있다 / 닫혀 있다, 뜨겁다 / 차갑다).
+
+Each hypothesis is one step from its premise. Two steps that cancel (a swap
+with an antonym, 지영은 민수보다 키가 작다; a negated antonym, 닫혀 있지 않다)
+ask for an exclusive or of two cues, which the demo's from-scratch model did
+not learn in its two epochs: with them, it got these families' other
+relations wrong too.
 """
 
 from __future__ import annotations
@@ -118,16 +122,16 @@ def roles(rng: random.Random) -> Scene:
     x = rng.randint(1, 5)
     y = rng.randint(0, x - 1)
     z = other(rng, range(0, 8), x)
-    slot = {"compare": noun, "age": "나이", "order": verb.past, "match": a}[frame]
+    slot = {"compare": a, "age": "나이", "order": verb.past, "match": b}[frame]
 
     def render(r: str) -> tuple[str, list[Cand]]:
         if frame == "compare":
-            def cmp(p: str, q: str, adj: str, neg: bool = False, attr: str = noun) -> str:
-                return s(j(p, "topic"), q + "보다", attr, _ADJ[adj].say(r, past=False, neg=neg))
+            def cmp(p: str, q: str, adj: str, neg: bool = False, attr: str = noun, role: str = "topic") -> str:
+                return s(j(p, role), q + "보다", attr, _ADJ[adj].say(r, past=False, neg=neg))
 
             return cmp(a, b, pos), [
-                ("swap", C, cmp(b, a, pos)), ("converse", E, cmp(b, a, ant)), ("antonym", C, cmp(a, b, ant)),
-                ("neg_swap", E, cmp(b, a, pos, neg=True)), ("negation", C, cmp(a, b, pos, neg=True)),
+                ("swap", C, cmp(b, a, pos)), ("restate", E, cmp(a, b, pos, role="subj")),
+                ("antonym", C, cmp(a, b, ant)), ("negation", C, cmp(a, b, pos, neg=True)),
                 ("third", N, cmp(a, c, pos)), ("third2", N, cmp(c, b, pos)),
                 ("other_attr", N, cmp(a, b, pos2, attr=noun2))]
         if frame == "age":
@@ -136,20 +140,20 @@ def roles(rng: random.Random) -> Scene:
                          _ADJ[adj].say(r, past=False))
 
             return age(a, b, n, "많"), [
-                ("swap", C, age(b, a, n, "많")), ("converse", E, age(b, a, n, "어")),
+                ("swap", C, age(b, a, n, "많")),
                 ("other_number", C, age(a, b, m, "많")), ("older", E, age(a, b, n, "많", years=False)),
                 ("younger", C, age(a, b, n, "적", years=False)), ("third", N, age(c, b, n, "많"))]
         if frame == "order":
             def first(p: str, q: str, adv: str = "먼저") -> str:
-                return s(j(p, "subj"), q + "보다", adv, verb.say(r))
+                return s(j(p, "subj"), q + "보다" if q else "", adv, verb.say(r))
 
             return first(a, b), [
-                ("swap", C, first(b, a)), ("converse", E, first(b, a, "늦게")), ("antonym", C, first(a, b, "늦게")),
+                ("swap", C, first(b, a)), ("drop_other", E, first(a, "")), ("antonym", C, first(a, b, "늦게")),
                 ("third", N, first(c, a)), ("third2", N, first(b, c))]
         won = _WON.say(r)
         prem = s(j(a, "subj"), j(b, "obj"), j(f"{x}대 {y}", "dir"), won)
         return prem, [
-            ("swap", C, s(j(b, "subj"), j(a, "obj"), won)), ("converse", E, s(j(b, "subj"), a + "에게", _LOST.say(r))),
+            ("swap", C, s(j(b, "subj"), j(a, "obj"), won)),
             ("antonym", C, s(j(a, "subj"), b + "에게", _LOST.say(r))), ("winner", E, s(j(a, "topic"), "경기에서", won)),
             ("goals", E, s(j(a, "topic"), f"{NATIVE[x]} 골을", "넣었" + r_end(r))),
             ("goals_other", C, s(j(a, "topic"), f"{NATIVE[z]} 골을 넣었" + r_end(r)) if z
@@ -193,28 +197,28 @@ _HOTTER = _adj("뜨거웠", "뜨겁지", "뜨겁다", "뜨겁습니다", "뜨거
 _COOL = _adj("차가웠", "차갑지", "차갑다", "차갑습니다", "차가워요")
 _BIG = _adj("컸", "크지", "크다", "큽니다", "커요")
 _LONG = _adj("길었", "길지", "길다", "깁니다", "길어요")
-# (subjects, predicate, antonym, complementary?, a predicate unrelated to both or None)
+# (subjects, predicate, antonym, a predicate unrelated to both or None)
 _STATES = (
-    (("가게 문", "교실 문", "현관문", "도서관 문"), _OPEN, _SHUT, True,
+    (("가게 문", "교실 문", "현관문", "도서관 문"), _OPEN, _SHUT,
      _adj("무거웠", "무겁지", "무겁다", "무겁습니다", "무거워요")),
-    (("교실 불", "거실 불", "사무실 불", "복도 불"), _ON, _OFF, True, None),
-    (("창문", "교실 창문", "거실 창문"), _OPEN, _SHUT, True, _BIG),
-    (("커피", "국", "차", "물"), _HOTTER, _COOL, False,
+    (("교실 불", "거실 불", "사무실 불", "복도 불"), _ON, _OFF, None),
+    (("창문", "교실 창문", "거실 창문"), _OPEN, _SHUT, _BIG),
+    (("커피", "국", "차", "물"), _HOTTER, _COOL,
      _adj("맛있었", "맛있지", "맛있다", "맛있습니다", "맛있어요")),
     (("방", "교실", "거실", "부엌"), _adj("깨끗했", "깨끗하지", "깨끗하다", "깨끗합니다", "깨끗해요"),
-     _adj("지저분했", "지저분하지", "지저분하다", "지저분합니다", "지저분해요"), False,
+     _adj("지저분했", "지저분하지", "지저분하다", "지저분합니다", "지저분해요"),
      _adj("넓었", "넓지", "넓다", "넓습니다", "넓어요")),
     (("가방", "상자", "짐"), _adj("무거웠", "무겁지", "무겁다", "무겁습니다", "무거워요"),
-     _adj("가벼웠", "가볍지", "가볍다", "가볍습니다", "가벼워요"), False, _BIG),
-    (("식당", "버스", "지하철", "카페"), _BUSY, _QUIET, False,
+     _adj("가벼웠", "가볍지", "가볍다", "가볍습니다", "가벼워요"), _BIG),
+    (("식당", "버스", "지하철", "카페"), _BUSY, _QUIET,
      _adj("시원했", "시원하지", "시원하다", "시원합니다", "시원해요")),
     (("길", "도로", "골목"), _adj("넓었", "넓지", "넓다", "넓습니다", "넓어요"),
-     _adj("좁았", "좁지", "좁다", "좁습니다", "좁아요"), False,
+     _adj("좁았", "좁지", "좁다", "좁습니다", "좁아요"),
      _adj("어두웠", "어둡지", "어둡다", "어둡습니다", "어두워요")),
     (("시험", "숙제", "문제"), _adj("쉬웠", "쉽지", "쉽다", "쉽습니다", "쉬워요"),
-     _adj("어려웠", "어렵지", "어렵다", "어렵습니다", "어려워요"), False, _LONG),
+     _adj("어려웠", "어렵지", "어렵다", "어렵습니다", "어려워요"), _LONG),
     (("영화", "수업", "공연"), _adj("재미있었", "재미있지", "재미있다", "재미있습니다", "재미있어요"),
-     _adj("지루했", "지루하지", "지루하다", "지루합니다", "지루해요"), False, _LONG),
+     _adj("지루했", "지루하지", "지루하다", "지루합니다", "지루해요"), _LONG),
 )
 # intensifiers that suit a state: 활짝 열려 있다, not 아주 열려 있다
 _STRONG = {_OPEN: ("활짝",), _SHUT: ("꼭", "굳게"), _ON: ("환하게",), _OFF: ("모두",)}
@@ -223,7 +227,7 @@ _STATE_FRAMES = ("now", "past", "strong")
 
 def states(rng: random.Random) -> Scene:
     frame = pick(rng, _STATE_FRAMES)
-    subjects, pos, ant, complementary, side = pick(rng, _STATES)
+    subjects, pos, ant, side = pick(rng, _STATES)
     if rng.random() < 0.5:
         pos, ant = ant, pos
     subj = pick(rng, subjects)
@@ -239,7 +243,7 @@ def states(rng: random.Random) -> Scene:
 
         prem = say(subj, pos, adv=strong if frame == "strong" else "")
         cands: list[Cand] = [
-            ("antonym", C, say(subj, ant)), ("neg_antonym", E, say(subj, ant, neg=True)),
+            ("antonym", C, say(subj, ant)), ("restate", E, s(when, j(subj, "topic"), pos.say(r, past=past))),
             ("negation", C, say(subj, pos, neg=True)), ("other_subject", N, say(subj2, ant)),
             ("other_subject_same", N, say(subj2, pos))]
         if side is not None:

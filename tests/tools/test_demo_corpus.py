@@ -92,6 +92,16 @@ def test_every_held_out_filler_word_also_occurs_in_training(shipped):
             assert stem in train_text, (family, frame, slot)
 
 
+def test_every_held_out_filler_is_taught_with_all_three_labels(shipped):
+    """A filler that training shows only in one label's hypotheses (a distractor) teaches the model that label
+    for it; the held-out cells must combine parts that training uses in earnest."""
+    for family, frame, _, slot in HELD_OUT:
+        if slot and HANGUL.search(slot):
+            stem = slot.rstrip("을를에가한했").split()[0]  # 도착한, 도착했 -> 도착
+            labels = {r["label"] for r in shipped["train"] if stem in r["hypothesis"]}
+            assert labels == set(LABELS), (family, frame, slot, labels)
+
+
 def test_the_phenomena_of_the_issue_are_all_there(shipped, cells):
     families = Counter(cells[(r["premise"], r["hypothesis"])][0] for rows in shipped.values() for r in rows)
     assert set(families) == {"activity", "weather", "events", "count", "dates", "quantifiers", "roles", "states"}

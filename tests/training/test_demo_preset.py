@@ -23,6 +23,6 @@ def demo_model(tmp_path_factory):
 def test_the_demo_learns_what_its_test_split_holds_out(demo_model, tmp_path):
     report = api.evaluate(demo_model.model_dir, corpus="demo", split="test", output_dir=tmp_path / "eval")
     # The sample corpus's 900 pairs gave 0.49 (chance is 0.33); see the README for what to expect.
-    assert report.metrics["accuracy"] >= 0.65, report.metrics
-    assert demo_model.metrics["val_accuracy"] >= 0.75, demo_model.metrics
+    assert report.metrics["accuracy"] >= 0.75, report.metrics
+    assert demo_model.metrics["val_accuracy"] >= 0.78, demo_model.metrics
 
