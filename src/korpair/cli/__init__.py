@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from korpair.cli.app import app
-from korpair.cli.deploy import export, serve
+from korpair.cli.deploy import export, push, serve
 from korpair.cli.options import ConfigCommand, with_config_options
 from korpair.cli.predicting import evaluate, predict
 from korpair.cli.training import CONFIG_HELP, corpora, show_config, train
@@ -25,6 +25,7 @@ app.command()(evaluate)
 app.command()(predict)
 app.command()(serve)
 app.command()(export)
+app.command()(push)
 app.command()(corpora)
 app.command("config", cls=ConfigCommand, epilog=CONFIG_HELP)(with_config_options(show_config))
 

@@ -1,4 +1,4 @@
-"""``korpair serve`` and ``korpair export``: a trained model put to use, over HTTP or as ONNX."""
+"""``korpair serve``, ``export`` and ``push``: a trained model put to use, over HTTP, as ONNX or on the Hub."""
 
 from __future__ import annotations
 
@@ -72,3 +72,42 @@ def export(
     folder = run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8",
                                      verbose=verbose()), "export")
     out.print(f"exported to {folder}  (korpair predict/evaluate/serve {folder})")
+
+
+def push(
+    model_dir: Annotated[Path, typer.Argument(help="model folder to publish; ONNX exports inside it go too")],
+    repo_id: Annotated[str, typer.Argument(help="OWNER/NAME on the Hugging Face Hub")],
+    private: Annotated[bool, typer.Option(help="create the repository as private")] = False,
+    revision: Annotated[Optional[str], typer.Option(help="branch to push to, created if missing",
+                                                    show_default="the default branch")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check everything and list what would be sent; "
+                                                            "send nothing")] = False,
+) -> None:
+    """Publish a model folder with its model card on the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    from rich.table import Table
+
+    from korpair import api
+
+    plan = run(lambda: api.push_to_hub(model_dir, repo_id, private=private, revision=revision, dry_run=dry_run),
+               "push")
+    table = Table("file", "size", box=None, header_style="bold")
+    for f in plan.files:
+        table.add_row(f.path, _size(f.size))
+    out.print(table)
+    meta = plan.card_metadata
+    out.print(f"{len(plan.files)} files, {_size(plan.total_bytes)}; card: license {meta.get('license')}, "
+              f"language {meta.get('language')}, tags {', '.join(meta.get('tags') or [])}")
+    where = f"{repo_id}" + (f" (branch {revision})" if revision else "") + (" as private" if private else "")
+    if dry_run:
+        out.print(f"dry run: nothing sent; without --dry-run these go to {where}")
+    else:
+        out.print(f"pushed to {where}: {plan.url}")
+
+
+def _size(n: float) -> str:
+    unit = "B"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            break
+        n /= 1024
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
