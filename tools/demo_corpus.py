@@ -13,17 +13,17 @@ validation split, and its premises are new sentences (a scene's split is
 chosen from a hash of its premise, so no premise is in two splits).
 
 Public API: :func:`generate_demo_pairs`, :func:`write_demo_corpus` and
-:data:`LABELS`. ``python -m tools.make_sample_corpus`` writes the shipped files.
+:data:`LABELS`. ``python -m tools.make_demo_corpus`` writes the shipped files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tools.corpus_files import label_quotas, write_splits
 from tools.korean import REGISTERS
 from tools.scene import LABELS, Rule, Scene, held_out
 from tools.scenes_daily import activity, events, weather
@@ -167,14 +167,7 @@ def write_demo_corpus(out_dir: Path, n_train: int = 900, n_validation: int = 150
         ['test.jsonl', 'train.jsonl', 'validation.jsonl']
     """
     sizes = (n_train, n_validation, n_test)
-    if min(sizes) < 0:
-        raise ValueError("split sizes must be >= 0")
-    quotas = []
-    for size in sizes:
-        q = {lab: size // 3 for lab in LABELS}
-        for lab in LABELS[: size % 3]:
-            q[lab] += 1
-        quotas.append(q)
+    quotas = label_quotas(sizes, LABELS)
     weights = (max(n_train, 1), max(n_validation, 1), 0)
     splits: list[list[dict]] = [[], [], []]
     remaining = sum(sizes)
@@ -194,10 +187,4 @@ def write_demo_corpus(out_dir: Path, n_train: int = 900, n_validation: int = 150
         quotas[idx][pair["label"]] -= 1
         splits[idx].append(pair)
         remaining -= 1
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in zip(("train", "validation", "test"), splits):
-        random.Random(f"{seed}-{name}").shuffle(rows)
-        with open(out_dir / f"{name}.jsonl", "w", encoding="utf-8", newline="\n") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_splits(out_dir, splits, seed)

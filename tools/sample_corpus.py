@@ -30,12 +30,12 @@ Public API: :func:`generate_nli_pairs`, :func:`write_sample_corpus` and
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.corpus_files import label_quotas, write_splits
 from tools.korean import cop, final, j, not_true
 
 __all__ = [
@@ -1260,15 +1260,7 @@ def write_sample_corpus(out_dir: Path, n_train: int = 900, n_validation: int = 1
         ['test.jsonl', 'train.jsonl', 'validation.jsonl']
     """
     sizes = (n_train, n_validation, n_test)
-    if min(sizes) < 0:
-        raise ValueError("split sizes must be >= 0")
-    names = ("train", "validation", "test")
-    quotas = []
-    for size in sizes:
-        q = {lab: size // 3 for lab in LABELS}
-        for lab in LABELS[: size % 3]:
-            q[lab] += 1
-        quotas.append(q)
+    quotas = label_quotas(sizes, LABELS)
     weights = tuple(max(s, 1) for s in sizes)
     splits: list[list[dict]] = [[], [], []]
     key_split: dict[str, int] = {}
@@ -1289,13 +1281,7 @@ def write_sample_corpus(out_dir: Path, n_train: int = 900, n_validation: int = 1
         quotas[idx][pair["label"]] -= 1
         splits[idx].append(pair)
         remaining -= 1
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in zip(names, splits):
-        random.Random(f"{seed}-{name}").shuffle(rows)
-        with open(out_dir / f"{name}.jsonl", "w", encoding="utf-8", newline="\n") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_splits(out_dir, splits, seed)
 
 
 # ---------------------------------------------------------------------------
