@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from korpair.atomic import recover_dir
@@ -118,4 +118,4 @@ def _upload(plan: PushPlan, token: str | None, commit_message: str) -> PushPlan:
         api.create_branch(plan.repo_id, branch=plan.revision, exist_ok=True)
     commit = api.upload_folder(folder_path=str(plan.folder), repo_id=plan.repo_id, revision=plan.revision,
                                commit_message=commit_message, allow_patterns=[f.path for f in plan.files])
-    return PushPlan(**{**plan.__dict__, "url": str(getattr(commit, "commit_url", commit))})
+    return replace(plan, url=commit.commit_url)

@@ -84,6 +84,7 @@ def push(
                                                             "send nothing")] = False,
 ) -> None:
     """Publish a model folder with its model card on the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    from rich.filesize import decimal
     from rich.table import Table
 
     from korpair import api
@@ -92,10 +93,10 @@ def push(
                "push")
     table = Table("file", "size", box=None, header_style="bold")
     for f in plan.files:
-        table.add_row(f.path, _size(f.size))
+        table.add_row(f.path, decimal(f.size))
     out.print(table)
     meta = plan.card_metadata
-    out.print(f"{len(plan.files)} files, {_size(plan.total_bytes)}; card: license {meta.get('license')}, "
+    out.print(f"{len(plan.files)} files, {decimal(plan.total_bytes)}; card: license {meta.get('license')}, "
               f"language {meta.get('language')}, tags {', '.join(meta.get('tags') or [])}")
     where = f"{repo_id}" + (f" (branch {revision})" if revision else "") + (" as private" if private else "")
     if dry_run:
@@ -103,11 +104,3 @@ def push(
     else:
         out.print(f"pushed to {where}: {plan.url}")
 
-
-def _size(n: float) -> str:
-    unit = "B"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            break
-        n /= 1024
-    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -63,7 +63,8 @@ def corpora(
     data_dir: Annotated[Optional[Path], typer.Option(help="where to put it")] = None,
 ) -> None:
     """List the built-in corpora, their task and files, or download one."""
-    from korpair.corpora import BUILTIN_CORPORA, default_data_dir, fetch_corpus, sample_corpus_dir
+    from korpair.corpora import BUILTIN_CORPORA, default_data_dir, embedded_corpus_dir, fetch_corpus
+    from korpair.corpora.builtin import EMBEDDED_CORPORA
 
     if download:
         if download not in BUILTIN_CORPORA:
@@ -75,8 +76,8 @@ def corpora(
     table = Table(title="built-in corpora")
     for col in ("name", "task", "files (split: file)", "local folder"):
         table.add_column(col)
-    for name in ("sample", "demo"):
-        table.add_row(name, BUILTIN_TASKS[name], "shipped with korpair", str(sample_corpus_dir(name)))
+    for name in EMBEDDED_CORPORA:
+        table.add_row(name, BUILTIN_TASKS[name], "shipped with korpair", str(embedded_corpus_dir(name)))
     for name, c in BUILTIN_CORPORA.items():
         task = BUILTIN_TASKS.get(name, c.task)
         if c.score_range is not None:

@@ -191,10 +191,13 @@ def default_data_dir(name: str) -> Path:
 EMBEDDED_CORPORA = {"sample": "sample_nli", "demo": "demo_nli"}
 
 
-def sample_corpus_dir(name: str = "sample") -> Path:
+def embedded_corpus_dir(name: str = "sample") -> Path:
     """The folder of a Korean NLI corpus shipped with korpair: ``sample`` (900 training pairs, for tests and
     smoke runs) or ``demo`` (24,000 generated pairs that a model built from scratch learns from)."""
     return Path(str(resources.files("korpair") / "resources" / EMBEDDED_CORPORA[name]))
+
+
+sample_corpus_dir = embedded_corpus_dir  # its name in korpair 0.1, when the sample was the only one
 
 
 def sha256_file(path: Path) -> str:

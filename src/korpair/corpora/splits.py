@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from korpair.config import CorpusConfig
-from korpair.corpora.builtin import BUILTIN_CORPORA, EMBEDDED_CORPORA, fetch_corpus, sample_corpus_dir, sha256_file
+from korpair.corpora.builtin import BUILTIN_CORPORA, EMBEDDED_CORPORA, embedded_corpus_dir, fetch_corpus, sha256_file
 from korpair.corpora.readers import LABEL_NAMES, iter_pairs, iter_records, read_pairs
 from korpair.errors import CorpusError
 from korpair.types import NLI_LABELS, LabelMap, Pair, ScoreRange, Target
@@ -124,7 +124,7 @@ def resolve_files(cfg: CorpusConfig, splits: Sequence[str] | None = None) -> Res
     scores = ScoreRange(*cfg.score_range) if cfg.score_range else None
     drop_empty, drop_texts = False, ()
     if cfg.name in EMBEDDED_CORPORA:
-        root = sample_corpus_dir(cfg.name)
+        root = embedded_corpus_dir(cfg.name)
         # a large split is shipped compressed (the demo's training pairs)
         files = {s: [next((p for p in (root / f"{s}.jsonl", root / f"{s}.jsonl.gz") if p.exists()),
                           root / f"{s}.jsonl")] for s in ("train", "validation", "test")}
