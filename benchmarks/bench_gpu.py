@@ -9,6 +9,8 @@ Needs a CUDA GPU, sentence-transformers, and ../shared/data/klue-nli (or --data)
 can be fetched, so it uses only what korpair and sentence-transformers need anyway.
 
     python benchmarks/bench_gpu.py --out benchmarks/results     # writes gpu.json and gpu.md
+
+Where korpair is not installed (a lent GPU machine), ``PYTHONPATH=src`` is enough for what it uses.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_common import md_table  # noqa: E402

@@ -1,7 +1,7 @@
 """The offline demo of README block 1 learns: the `demo` preset, from scratch on the embedded demo corpus, gets
 most of its held-out test split right.
 
-The whole preset (two epochs, about two and a half minutes on 2 cores) is what a learner runs first, so it runs
+The whole preset (two epochs, about two minutes on 2 cores) is what a learner runs first, so it runs
 here whole, once."""
 
 from __future__ import annotations
