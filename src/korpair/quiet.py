@@ -33,7 +33,11 @@ from pathlib import Path
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
 # Warnings raised (or attributed) inside these packages are theirs to fix, not the korpair user's.
 THIRD_PARTY = ("lightning", "lightning_fabric", "lightning_utilities", "pytorch_lightning", "torch", "torchmetrics",
-               "transformers", "huggingface_hub", "tokenizers", "onnx", "onnxruntime", "onnxscript", "safetensors")
+               "transformers", "huggingface_hub", "tokenizers", "onnx", "onnxruntime", "onnxscript", "safetensors",
+               "mlflow", "alembic", "sqlalchemy", "wandb", "optuna")
+# Libraries that log their progress at INFO through handlers of their own (MLflow's "Creating initial MLflow
+# database tables", alembic's migrations, Optuna's "Trial 3 finished").
+CHATTY_LOGGERS = ("mlflow", "alembic", "optuna")
 # Lightning warnings whose stack level attributes them to the caller's module.
 THIRD_PARTY_MESSAGES = r".*(LeafSpec|isinstance\(treespec|does not have many workers)"
 _verbose = contextvars.ContextVar("korpair_verbose", default=False)
@@ -64,13 +68,21 @@ def quiet(verbose: bool = False) -> Iterator[None]:
         yield
 
 
+def hush_imported(*names: str) -> None:
+    """Inside ``quiet()``: put back at WARNING the loggers of a library that set its own level when it was just
+    imported (MLflow and Optuna do, to INFO); ``quiet()`` restores them on the way out as it does the others."""
+    if not verbose_requested():
+        for name in names:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextlib.contextmanager
 def _lightning_quiet() -> Iterator[None]:
-    """Lightning's info lines off: its loggers at WARNING, as they were after."""
+    """Lightning's info lines (and the trackers' and Optuna's) off: their loggers at WARNING, as they were after."""
     if importlib.util.find_spec("lightning") is not None:
         # Lightning sets its logger's level when first imported: import it first, or that would undo ours.
         importlib.import_module("lightning.pytorch")
-    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS + CHATTY_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from korpair.types import TRAIN_PRECISIONS
+from korpair.types import TRACKERS, TRAIN_PRECISIONS
 
 # What each built-in corpus trains; korpair.corpora.builtin holds their files, labels and score ranges.
 BUILTIN_TASKS = {"sample": "classification", "demo": "classification", "klue-nli": "classification",
@@ -212,8 +212,28 @@ class TrainerConfig(_Section):
     strategy: str = Field("auto", description="auto, ddp, fsdp, deepspeed ... (passed to Lightning)",
                           json_schema_extra=_cli("--strategy"))
     log_every_n_steps: int = Field(10, ge=1, description="log training loss and lr every N steps")
+    loggers: tuple[Literal[TRACKERS], ...] = Field(
+        ("csv", "tensorboard"), description="where curves, the config and final metrics go (Lightning's "
+        "loggers): csv, tensorboard, mlflow, wandb; the csv log is always kept (training_curves.png and resumed "
+        "runs read it)", json_schema_extra=_cli("--loggers"))
+    experiment: str | None = Field(
+        None, description="MLflow experiment / W&B project; default: $MLFLOW_EXPERIMENT_NAME / $WANDB_PROJECT, "
+        "else 'korpair'")
+    run_name: str | None = Field(None, description="the run's name in MLflow / W&B; default: the output "
+                                                   "folder's name")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (sqlite:///mlflow.db, http://host:5000); default: "
+        "$MLFLOW_TRACKING_URI, else MLflow's own (sqlite:///mlflow.db in the working folder)")
     progress_bar: bool = Field(True, description="show a progress bar")
     deterministic: bool = Field(False, description="ask torch for deterministic algorithms")
+
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(twice)} more than once")
+        return value
 
     @field_validator("precision", mode="before")
     @classmethod

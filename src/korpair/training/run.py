@@ -47,6 +47,7 @@ from korpair.training.resume import (
 )
 from korpair.training.run_folder import PREVIOUS, RunFolder, config_differences, hold_run_folder
 from korpair.training.task import PairClassificationTask
+from korpair.training.trackers import abandon_trackers, finish_trackers, start_trackers
 from korpair.training.trainer import build_checkpoints, build_trainer
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,8 @@ def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequen
                           pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
     task = PairClassificationTask(model, target, cfg.optim)
     checkpoint, resume_points = build_checkpoints(cfg, out, splits.task)
-    trainer = build_trainer(cfg, out, checkpoint, [*resume_points, *callbacks], task=splits.task)
+    trainer = build_trainer(cfg, out, checkpoint, [*resume_points, *callbacks], task=splits.task,
+                            resuming=plan.checkpoint is not None)
 
     try:
         if owner:
@@ -231,12 +233,14 @@ def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequen
                 if cfg.model.from_scratch and not own_tokenizer:
                     write_dir(out / "tokenizer", tokenizer.save_pretrained)
                 write_text(out / RUN_CONFIG_NAME, cfg.to_yaml())
+            start_trackers(trainer.loggers, cfg, out)
             log.info("effective batch size %d (%d per device x %d devices x %d accumulation), peak lr %g",
                      effective_batch_size(cfg, trainer), cfg.data.batch_size, trainer.world_size,
                      cfg.trainer.accumulate_grad_batches, cfg.optim.lr)
         result = _fit_and_export(cfg, trainer, task, data, tokenizer, checkpoint, plan.checkpoint, splits, started)
-    except BaseException:
+    except BaseException as err:
         if owner:
+            abandon_trackers(trainer.loggers, interrupted=isinstance(err, (TrainingInterrupted, KeyboardInterrupt)))
             _settle_after_failure(folder)
         raise
     if owner:
@@ -327,6 +331,7 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
                 plot_training_curves(csvs, out / "training_curves.png", monitor=cfg.monitor_for(splits.task))
             # written last: its presence says the run is finished
             write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        finish_trackers(trainer.loggers, metrics, model_dir, trainer.global_step)
     return TrainResult(out, model_dir, metrics)
 
 

@@ -214,6 +214,7 @@ def config_differences(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
 RESULT_NEUTRAL_KEYS = frozenset({
     "trainer.output_dir", "trainer.progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
     "data.num_workers", "data.cache_dir", "corpus.data_dir", "corpus.download",
+    "trainer.loggers", "trainer.experiment", "trainer.run_name", "trainer.tracking_uri",
 })
 
 

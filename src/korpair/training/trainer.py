@@ -14,20 +14,21 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from korpair.config import LOWER_IS_BETTER, TrainConfig
 from korpair.hardware import resolve_precision
 from korpair.training.collapse import CollapseWatch
 from korpair.training.resume import LAST, AtomicCheckpointIO, ResumeCallback
+from korpair.training.trackers import build_loggers
 
 log = logging.getLogger(__name__)
 
 
 def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
-                  extra_callbacks: Sequence[L.Callback] = (), task: str = "classification") -> L.Trainer:
+                  extra_callbacks: Sequence[L.Callback] = (), task: str = "classification",
+                  resuming: bool = False) -> L.Trainer:
     """A Trainer for a run of ``cfg`` (of ``task``) writing into ``out``; ``extra_callbacks`` run after
-    korpair's own."""
+    korpair's own. A ``resuming`` run reports to the tracker runs it started (``trackers``)."""
     t = cfg.trainer
     callbacks: list = [checkpoint, LearningRateMonitor(logging_interval="step"), ResumeCallback(out),
                        CollapseWatch(cfg)]
@@ -37,8 +38,7 @@ def build_trainer(cfg: TrainConfig, out: Path, checkpoint: ModelCheckpoint,
     if t.progress_bar:
         callbacks.append(ProgressBar(refresh_rate=10))
     callbacks += list(extra_callbacks)
-    loggers = [CSVLogger(out, name="logs", version="", flush_logs_every_n_steps=t.log_every_n_steps),
-               TensorBoardLogger(out, name="logs", version="tensorboard")]
+    loggers = build_loggers(cfg, out, resuming)
     precision, why = resolve_precision(t.precision, t.accelerator)
     if t.precision == "auto":
         log.info("precision auto: %s (%s)", precision, why)
