@@ -17,7 +17,7 @@ LAYER = {
     "hardware": 1, "corpora": 1, "quiet": 1,
     "features": 2,
     "training": 3,
-    "inference": 4,
+    "inference": 4, "tuning": 4,
     "serve": 5,
     "api": 6,
     "cli": 7,

@@ -9,12 +9,13 @@ Example::
 
 from korpair.version import __version__
 
-__all__ = ["__version__", "train", "evaluate", "predict", "push_to_hub", "Predictor", "Prediction", "TrainConfig"]
+__all__ = ["__version__", "train", "tune", "evaluate", "predict", "push_to_hub", "Predictor", "Prediction",
+           "TrainConfig"]
 
 
 def __getattr__(name: str):
     # Lazy: `korpair --help` and `import korpair` stay fast; torch loads on first use.
-    if name in ("train", "evaluate", "predict", "push_to_hub"):
+    if name in ("train", "tune", "evaluate", "predict", "push_to_hub"):
         from korpair import api
 
         return getattr(api, name)

@@ -33,6 +33,7 @@ from korpair.api.checks import (
 from korpair.api.prediction_files import PairCount, check_input, prediction_writer, verbatim_pairs
 from korpair.api.publish import PushPlan as PushPlan  # re-exported
 from korpair.api.publish import push_to_hub as push_to_hub
+from korpair.api.tuning import tune as tune
 from korpair.config import BUILTIN_TASKS, CorpusConfig, TrainConfig, load_config
 from korpair.corpora import BUILTIN_CORPORA, read_pairs, read_split, resolve_files
 from korpair.errors import ConfigError, CorpusError

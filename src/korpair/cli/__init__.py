@@ -19,8 +19,10 @@ from korpair.cli.deploy import export, push, serve
 from korpair.cli.options import ConfigCommand, with_config_options
 from korpair.cli.predicting import evaluate, predict
 from korpair.cli.training import CONFIG_HELP, corpora, show_config, train
+from korpair.cli.tuning import tune
 
 app.command(cls=ConfigCommand, epilog=CONFIG_HELP)(with_config_options(train))
+app.command()(tune)
 app.command()(evaluate)
 app.command()(predict)
 app.command()(serve)
