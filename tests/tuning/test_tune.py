@@ -149,7 +149,7 @@ def test_a_bad_search_space_is_named_by_file_and_key_before_anything_runs(data, 
     space = space_file(tmp_path, params)
     with pytest.raises(ConfigError, match=rf"{space}: {message}"):
         api.tune(None, data, trials=2, output_dir=tmp_path / "t", space=space)
-    assert not (tmp_path / "t" / "study.json").exists()
+    assert not (tmp_path / "t").exists(), "nothing written"
 
 
 def test_a_space_file_that_is_not_one(data, tmp_path):
@@ -173,6 +173,16 @@ def test_the_default_spaces_fit_the_config():
             for value in spec if isinstance(spec, list) else [spec["low"], spec["high"]]:
                 assert getattr(getattr(cfg.with_overrides([as_override(key, value)]), section), name) == value
     assert as_override("optim.lr", 1e-05) == "optim.lr=1.0e-05"
+
+
+def test_a_relative_sqlite_storage_is_kept_as_an_absolute_path(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = space_file(tmp_path, {"data.batch_size": [32]})
+    result = api.tune(None, data, trials=1, output_dir=tmp_path / "rel", space=space, storage="sqlite:///my.db")
+    assert result.storage == f"sqlite:///{tmp_path / 'my.db'}" and (tmp_path / "my.db").is_file()
+    monkeypatch.chdir(tmp_path / "rel")  # resumed from elsewhere, the same study
+    again = api.tune(None, data, trials=2, output_dir=tmp_path / "rel", resume=True)
+    assert again.states == {"complete": 2}
 
 
 def test_resume_needs_a_study(tmp_path):

@@ -89,6 +89,7 @@ def tune(cfg: TrainConfig | None, *, trials: int, output_dir: str | Path, storag
 
     hush_imported("optuna")
     out = Path(output_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(out / ".tune.lock")
     try:
@@ -97,7 +98,13 @@ def tune(cfg: TrainConfig | None, *, trials: int, output_dir: str | Path, storag
         raise OutputExistsError(f"{out}: another korpair tune is running in this folder; wait for it, or choose "
                                 f"another output_dir") from None
     try:
-        study, cfg, search = _open_study(optuna, cfg, out, storage, study_name, space, resume)
+        try:
+            study, cfg, search = _open_study(optuna, cfg, out, storage, study_name, space, resume)
+        except BaseException:
+            if created:  # refused before the study began: leave no empty folder behind
+                lock.release()
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         monitor = study.user_attrs["monitor"]
         _retry_interrupted(optuna, study)
         _run_trials(optuna, study, cfg, search, out, trials, monitor, callbacks)
@@ -132,7 +139,7 @@ def _open_study(optuna, cfg: TrainConfig | None, out: Path, storage: str | None,
         monitor = cfg.monitor_for(splits.task)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = _absolute(storage) if storage else f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or out.resolve().name
     pruner = optuna.pruners.MedianPruner(n_startup_trials=search.pruner["startup_trials"],
                                          n_warmup_steps=search.pruner["warmup_validations"])
@@ -153,6 +160,14 @@ def _open_study(optuna, cfg: TrainConfig | None, out: Path, storage: str | None,
     log.info("study %r in %s: %s by %s, %d parameters", study_name, storage, study.direction.name.lower(),
              monitor, len(search.params))
     return study, cfg, search
+
+
+def _absolute(storage: str) -> str:
+    """A relative SQLite path made absolute, so that resuming from another folder finds the same file."""
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and not storage.startswith(prefix + "/") and storage != prefix + ":memory:":
+        return prefix + str(Path(storage[len(prefix):]).resolve())
+    return storage
 
 
 def _retry_interrupted(optuna, study) -> None:
