@@ -31,7 +31,6 @@ def figures(monkeypatch):
     """The figures plot_training_curves draws, kept instead of written."""
     drawn = []
     monkeypatch.setattr(curves, "write_figure", lambda path, fig: drawn.append(fig))
-    monkeypatch.setattr(curves.plt, "close", lambda fig: None)
     return drawn
 
 
@@ -93,3 +92,17 @@ def test_a_trained_run_has_no_point_after_its_last_validation(trained_run):
     assert len(accuracy) == trained_run.metrics["epochs"] == 2
     assert accuracy[-1][0] < trained_run.metrics["global_step"]
     assert list(panels["learning rate"]) == ["lr-AdamW"]
+
+
+def test_plotting_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """A notebook's inline backend must survive korpair's plots (it used to be switched to Agg for good)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import numpy as np\n"
+            "from korpair.inference.plots import plot_confusion_matrix\n"
+            f"plot_confusion_matrix(np.eye(3, dtype=int), ['a', 'b', 'c'], {str(tmp_path / 'cm.png')!r})\n"
+            "import korpair.training.curves, korpair.tuning.plots\n"
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg" and (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"

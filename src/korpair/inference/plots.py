@@ -11,13 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: no backend switched (a notebook's plots stay inline), no registry
 
-matplotlib.use("Agg")  # no display needed, safe in threads and servers
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from korpair.atomic import write_figure  # noqa: E402
+from korpair.atomic import write_figure
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path | BinaryIO) -> Path | BinaryIO:
@@ -25,7 +22,8 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Pat
     matrix = np.asarray(matrix)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = 1.2 + 1.1 * len(names)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
     im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_yticks(range(len(names)), names)
@@ -47,7 +45,8 @@ def plot_scatter(gold: Sequence[float], predicted: Sequence[float], metrics: dic
     axes span the model's score range where it is closed, else the scores'."""
     g, p = np.asarray(gold, dtype=float), np.asarray(predicted, dtype=float)
     low, high = _limits(np.concatenate([g, p]), metrics.get("score_range"))
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
     ax.plot([low, high], [low, high], color="0.4", lw=1, ls="--", label="predicted = gold")
     ax.scatter(g, p, s=9, alpha=min(1.0, max(0.15, 300 / len(g))), color="tab:blue", edgecolors="none")
     ax.set_xlim(low, high)
@@ -65,7 +64,8 @@ def plot_residuals(gold: Sequence[float], predicted: Sequence[float], out_png: P
     """How far predictions miss (predicted minus gold): centred on 0 for an unbiased model, narrow for an
     accurate one."""
     residuals = np.asarray(predicted, dtype=float) - np.asarray(gold, dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.hist(residuals, bins=min(50, max(10, len(residuals) // 20)), color="tab:blue", alpha=0.8)
     ax.axvline(0, color="0.3", lw=1, ls="--")
     ax.set_xlabel("residual (predicted - gold)")
@@ -92,5 +92,4 @@ def _save(fig, out_png: Path | BinaryIO) -> Path | BinaryIO:
         fig.savefig(out_png, format="png", dpi=120, bbox_inches="tight")
     else:
         write_figure(out_png, fig)
-    plt.close(fig)
     return out_png

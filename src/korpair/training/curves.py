@@ -17,14 +17,11 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: no backend switched (a notebook's plots stay inline), no registry
 
-matplotlib.use("Agg")  # no display needed, safe in threads and servers
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from korpair.atomic import write_figure  # noqa: E402
-from korpair.config import LOWER_IS_BETTER  # noqa: E402
+from korpair.atomic import write_figure
+from korpair.config import LOWER_IS_BETTER
 
 Series = list[tuple[int, float]]
 PANELS = (  # title, the metrics it shows (those a run logged)
@@ -84,7 +81,8 @@ def plot_training_curves(metrics_csv: Path | Sequence[Path], out_png: Path, moni
     """Loss, validation metrics and learning rate against optimizer steps; ``monitor`` (the metric that picks
     the best checkpoint) is marked and its best value starred."""
     panels = curve_panels(metrics_csv)
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6))
+    fig = Figure(figsize=(5 * max(len(panels), 1), 3.6))
+    axes = fig.subplots(1, max(len(panels), 1))
     axes = np.atleast_1d(axes)
     for ax, (title, lines) in zip(axes, panels):
         for key, points in lines.items():
@@ -102,5 +100,4 @@ def plot_training_curves(metrics_csv: Path | Sequence[Path], out_png: Path, moni
         ax.legend()
     fig.tight_layout()
     write_figure(out_png, fig)
-    plt.close(fig)
     return out_png

@@ -14,15 +14,13 @@ from korpair.atomic import write_figure
 
 
 def plot_search(study, path: Path, monitor: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna
+    from matplotlib.figure import Figure  # not pyplot: a notebook's own plots stay as they are
 
     state = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
 
     complete = [t for t in trials if t.state == state.COMPLETE]
     pruned = [t for t in trials if t.state == state.PRUNED and t.intermediate_values]
@@ -61,4 +59,3 @@ def plot_search(study, path: Path, monitor: str) -> None:
         right.set_axis_off()
     fig.tight_layout()
     write_figure(path, fig)
-    plt.close(fig)
