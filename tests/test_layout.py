@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "korpair"
 CORE = {"errors", "types", "config", "atomic", "version", "model_folder", "model_card", "sections"}
 LAYER = {
     **dict.fromkeys(CORE, 0),
-    "hardware": 1, "corpora": 1, "quiet": 1,
+    "hardware": 1, "corpora": 1, "quiet": 1, "calibration": 1,
     "features": 2,
     "training": 3,
     "inference": 4, "tuning": 4,

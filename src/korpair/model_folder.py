@@ -24,6 +24,7 @@ korpair cannot use before it is loaded, naming the file at fault.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,7 +66,7 @@ _REDO = "copy the folder again from where it came from, or export the model agai
 
 
 def build_section(cfg: TrainConfig | None, target: Target | Sequence[str], metrics: Mapping[str, Any] | None = None,
-                  precision: str | None = None) -> dict[str, Any]:
+                  precision: str | None = None, calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``korpair`` section of a model trained with ``cfg`` (``None``: a model built outside a run).
 
     ``target`` is the label set (a ``LabelMap`` or the names in id order) of a
@@ -73,7 +74,8 @@ def build_section(cfg: TrainConfig | None, target: Target | Sequence[str], metri
 
     ``metrics`` are the best checkpoint's (``val_accuracy``, ``val_macro_f1``,
     ``val_loss``, and the run's counts such as ``global_step``); ``precision``
-    is the one training ran in, where ``cfg`` says ``auto``.
+    is the one training ran in, where ``cfg`` says ``auto``; ``calibration`` what
+    was fitted on the validation split after training (``korpair.training.calibrate``).
 
     >>> cfg = TrainConfig.from_file(None, ["corpus.name=klue-nli", "data.max_seq_length=128"])
     >>> section = build_section(cfg, ("entailment", "neutral", "contradiction"), {"val_accuracy": 0.8})
@@ -95,6 +97,8 @@ def build_section(cfg: TrainConfig | None, target: Target | Sequence[str], metri
                                       "regression" if isinstance(target, ScoreRange) else "classification")
     section["metrics"] = {k: float(metrics[k]) for k in VALIDATION_METRICS
                           if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics[k], bool)}
+    if calibration is not None:
+        section["calibration"] = dict(calibration)
     return section
 
 
@@ -266,10 +270,28 @@ def _check_section(section: Mapping[str, Any], config: Mapping[str, Any], where:
             problems.append(f"task: {task!r} needs one output, but config.json names {outputs} labels")
         if (problem := _range_problem(section.get("score_range"))) is not None:
             problems.append(f"score_range: {problem}")
+    if (problem := calibration_problem(section.get("calibration"), task)) is not None:
+        problems.append(f"calibration: {problem}")
     if problems:
         raise ModelFolderError(f"{where}: the {SECTION} section is not usable: " + "; ".join(problems)
                                + "; fix these values, or export the model again")
     corpus_config(section, where)
+
+
+def calibration_problem(value: Any, task: str = TASK) -> str | None:
+    """What is wrong with a recorded calibration: a classifier's needs a temperature > 0, a regression
+    model's a finite scale and shift; ``None`` (no calibration) is fine."""
+    if value is None:
+        return None
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    if not isinstance(value, dict):
+        return f"must be an object, got {value!r}"
+    if task == REGRESSION_TASK:
+        if value.get("method") != "affine" or not (number(value.get("scale")) and number(value.get("shift"))):
+            return f"a regression model's is {{method: affine, scale, shift}} (finite numbers), got {value!r}"
+    elif value.get("method") != "temperature" or not (number(value.get("temperature")) and value["temperature"] > 0):
+        return f"a classifier's is {{method: temperature, temperature}} (a number > 0), got {value!r}"
+    return None
 
 
 def _range_problem(value: Any) -> str | None:

@@ -203,6 +203,10 @@ class TrainerConfig(_Section):
                      "val_mse", "val_mae"] = Field(
         "auto", description="metric that picks the best checkpoint; auto: val_accuracy for classification, "
         "val_spearman for regression; val_f1 is the positive (second) label's F1 of a two-label classifier")
+    calibrate: bool = Field(
+        True, description="after training, fit a temperature (classification) or an affine map of the score "
+        "(regression) on the validation split and store it in the model folder; predictions apply it unless "
+        "asked not to")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many validations without improvement")
     accelerator: str = Field("auto", description="cpu, gpu, mps or auto", json_schema_extra=_cli("--accelerator"))

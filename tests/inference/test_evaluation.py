@@ -45,7 +45,7 @@ def test_a_regression_report_has_its_metrics_plots_and_scores(regressor, tmp_pat
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics == report.metrics
     assert list(metrics) == ["data", "task", "n", "pearson", "spearman", "mse", "mae", "f1_at_3", "score_range",
-                             "dropped_rows"]
+                             "calibration", "dropped_rows"]
     assert metrics["dropped_rows"] == {}, "evaluate_pairs was told of no rows left out"
     assert (metrics["data"], metrics["task"], metrics["n"], metrics["score_range"]) == (
         "sts.jsonl", "regression", 40, [0, 5])
@@ -95,7 +95,7 @@ def test_a_classifier_report_says_its_task_and_a_binary_one_its_positive_f1(tmp_
     metrics = report.metrics
     assert metrics["task"] == "classification" and metrics["positive_label"] == "1"
     assert metrics["f1"] == metrics["per_class"]["1"]["f1"]
-    assert sorted(report.files) == ["confusion_matrix.png", "metrics.json", "predictions.jsonl"]
+    assert sorted(report.files) == ["confusion_matrix.png", "metrics.json", "predictions.jsonl", "reliability_diagram.png"]
     rows = read_rows(report.predictions_file)
     assert set(rows[0]) == {"premise", "hypothesis", "gold", "predicted", "scores"}
 
@@ -107,7 +107,7 @@ def test_a_report_of_the_other_task_replaces_the_old_one_whole(regressor, tiny_m
     evaluate_pairs(regressor, sts_pairs(), out)
     assert sorted(p.name for p in out.iterdir()) == REGRESSION_FILES  # no confusion matrix left from before
     evaluate_pairs(classifier, [Pair("가", "나", "neutral")], out)
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json", "predictions.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json", "predictions.jsonl", "reliability_diagram.png"]
 
 
 @pytest.mark.parametrize("failing_write", [1, 2, 3, 4])

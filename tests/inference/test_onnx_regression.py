@@ -62,7 +62,9 @@ def test_int8_scores_stay_close(regressor_dir, exports):
 def test_agreement_of_a_classifier_is_its_label_agreement(tiny_model_dir, tmp_path):
     ours = Predictor.from_pretrained(tiny_model_dir, device="cpu")
     result = agreement(ours, Predictor.from_pretrained(export_onnx(tiny_model_dir, tmp_path / "onnx")), PAIRS)
+    diff = result.pop("max_abs_diff")
     assert result == {"task": "classification", "n": len(PAIRS), "label_agreement": 1.0}
+    assert 0 <= diff < 1e-4, "fp32 ONNX gives the same probabilities"
 
 
 def test_agreement_needs_models_of_one_task_and_pairs(tiny_model_dir, regressor_dir):

@@ -85,7 +85,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              text_a_column: str | None = None, text_b_column: str | None = None,
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
              data_dir: str | Path | None = None, device: str | None = None, precision: str = "32",
-             trust_remote_code: bool = False, verbose: bool = False) -> EvalReport:
+             trust_remote_code: bool = False, calibrated: bool = True, verbose: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``), a split of a corpus, or by default its own data.
 
     Without ``data`` or ``corpus``, the ``split`` (``validation`` or ``test``)
@@ -119,7 +119,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
         writable_dir(output_dir)
 
         predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision,
-                                              trust_remote_code=trust_remote_code)
+                                              trust_remote_code=trust_remote_code, calibrated=calibrated)
         regression = predictor.task == "regression"
         dropped: Counter = Counter()
         if cfg is None:
@@ -190,20 +190,21 @@ def _recorded_corpus(model_dir: Path, split: str) -> tuple[CorpusConfig, str]:
 
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,
             precision: str = "32", trust_remote_code: bool = False, *, device: str | None = None,
-            verbose: bool = False) -> list[Prediction]:
+            calibrated: bool = True, verbose: bool = False) -> list[Prediction]:
     """Classify (or score) pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
     with quiet(verbose):
         at_least_one("batch_size", batch_size)
         check_inference_precision(precision)
         predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision,
-                                              trust_remote_code=trust_remote_code)
+                                              trust_remote_code=trust_remote_code, calibrated=calibrated)
         return predictor.predict(pairs, batch_size=batch_size)
 
 
 def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
                  batch_size: int = 64, text_a_column: str | None = None, text_b_column: str | None = None,
                  encoding: str = "utf-8", fmt: str = "auto", progress: bool = False, device: str | None = None,
-                 precision: str = "32", trust_remote_code: bool = False, verbose: bool = False) -> int:
+                 precision: str = "32", trust_remote_code: bool = False, calibrated: bool = True,
+                 verbose: bool = False) -> int:
     """Stream pairs from a CSV/TSV/JSONL/JSON file to a file of predictions; returns the number written.
 
     The output format comes from ``output_file``'s extension (``.jsonl``,
@@ -228,7 +229,7 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
         total = check_input(input_file, fmt, encoding, columns, out_format)
 
         predictor = model_dir if isinstance(model_dir, Predictor) else Predictor.from_pretrained(
-            model_dir, device=device, precision=precision, trust_remote_code=trust_remote_code)
+            model_dir, device=device, precision=precision, trust_remote_code=trust_remote_code, calibrated=calibrated)
         labels = None if predictor.task == "regression" else predictor.labels
         pairs = (pair for _, pair in verbatim_pairs(input_file, fmt, encoding, columns))
         with prediction_writer(output_file, out_format, labels) as write, PairCount(progress, total) as shown:
@@ -239,10 +240,11 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          precision: str = "32", limits: dict | None = None, verbose: bool = False) -> None:
+          precision: str = "32", limits: dict | None = None, calibrated: bool = True, verbose: bool = False) -> None:
     """Serve a model folder over HTTP (JSON API and web page) until interrupted."""
     from korpair.serve import ServeLimits, run_server
 
     checked = ServeLimits.from_dict(limits or {}, "korpair serve")
     with quiet(verbose):
-        run_server(model_dir, host=host, port=port, limits=checked, device=device, precision=precision)
+        run_server(model_dir, host=host, port=port, limits=checked, device=device, precision=precision,
+                   calibrated=calibrated)

@@ -71,6 +71,9 @@ InferencePrecision = Enum("InferencePrecision", {name: name for name in INFERENC
 Precision = Annotated[InferencePrecision, typer.Option(
     help="32: exact fp32 scores; the others autocast, about 2x the pairs/s where the hardware computes in them "
          "(scores within ~1e-2)")]
+Calibrated = Annotated[bool, typer.Option(
+    help="apply the calibration fitted at training (the model folder's temperature); --no-calibration gives the "
+         "model's raw probabilities")]
 DEFAULT_PRECISION = InferencePrecision("32" if "32" in INFERENCE_PRECISIONS else INFERENCE_PRECISIONS[0])
 
 

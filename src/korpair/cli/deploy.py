@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from korpair.cli.app import DEFAULT_PRECISION, Precision, fail, out, run, verbose
+from korpair.cli.app import DEFAULT_PRECISION, Calibrated, Precision, fail, out, run, verbose
 
 
 def serve(
@@ -41,6 +41,7 @@ def serve(
              "'*.example.org' subdomains, '*' any)", metavar="NAMES", show_default="none")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N", show_default="cuda if available")] = None,
     precision: Precision = DEFAULT_PRECISION,
+    calibration: Calibrated = True,
 ) -> None:
     """Serve a model over HTTP: JSON API (/predict, /docs) and a Korean demo page (/). Ctrl+C stops it."""
     from korpair import api
@@ -52,7 +53,8 @@ def serve(
                "header_timeout_s": header_timeout_s, "keep_alive_s": keep_alive_s, "max_connections": max_connections,
                "allowed_hosts": allowed_hosts}
     run(lambda: api.serve(model_dir, host=host, port=port, device=device, precision=precision.value,
-                           limits={k: v for k, v in options.items() if v is not None}, verbose=verbose()), "serve")
+                          calibrated=calibration, limits={k: v for k, v in options.items() if v is not None},
+                          verbose=verbose()), "serve")
 
 
 def export(

@@ -16,7 +16,17 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from korpair.cli.app import DEFAULT_PRECISION, Precision, TrustRemoteCode, console, fail, out, run, verbose
+from korpair.cli.app import (
+    DEFAULT_PRECISION,
+    Calibrated,
+    Precision,
+    TrustRemoteCode,
+    console,
+    fail,
+    out,
+    run,
+    verbose,
+)
 from korpair.config import BUILTIN_TASKS
 
 BatchSize = Annotated[int, typer.Option(help="pairs per forward pass")]
@@ -39,6 +49,7 @@ def evaluate(
     batch_size: BatchSize = 64,
     precision: Precision = DEFAULT_PRECISION,
     trust_remote_code: TrustRemoteCode = False,
+    calibration: Calibrated = True,
 ) -> None:
     """Score a model on labelled pairs: report, plots and predictions file.
 
@@ -51,7 +62,7 @@ def evaluate(
     report = run(lambda: api.evaluate(model_dir, data, corpus=corpus, split=split, output_dir=output_dir,
                                       batch_size=batch_size, text_a_column=text_a_column,
                                       text_b_column=text_b_column, label_column=label_column, encoding=encoding,
-                                      data_dir=data_dir, precision=precision.value,
+                                      data_dir=data_dir, precision=precision.value, calibrated=calibration,
                                       trust_remote_code=trust_remote_code, verbose=verbose()), "evaluate")
     m = report.metrics
     out.print(f"evaluated: {m['data']}", highlight=False)
@@ -92,6 +103,16 @@ def _print_classification(m: dict) -> None:
     out.print(cm)
     positive = f"   F1 of {m['positive_label']!r} {m['f1']:.4f}" if "f1" in m else ""
     out.print(f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}{positive}", highlight=False)
+    cal = m.get("calibration") or {}
+    if cal.get("calibrated") is not None:
+        raw, fitted = cal["uncalibrated"], cal["calibrated"]
+        shown = "applied" if cal["applied"] else "not applied (--no-calibration)"
+        out.print(f"calibration (temperature {cal['temperature']:.3f}, {shown}): ECE {raw['ece']:.4f} -> "
+                  f"{fitted['ece']:.4f}, Brier {raw['brier']:.4f} -> {fitted['brier']:.4f}, NLL {raw['nll']:.4f} -> "
+                  f"{fitted['nll']:.4f}", highlight=False)
+    elif "ece" in m:
+        out.print(f"calibration (none fitted): ECE {m['ece']:.4f}, Brier {m['brier']:.4f}, NLL {m['nll']:.4f}",
+                  highlight=False)
 
 
 def predict(
@@ -109,6 +130,7 @@ def predict(
     batch_size: BatchSize = 64,
     precision: Precision = DEFAULT_PRECISION,
     trust_remote_code: TrustRemoteCode = False,
+    calibration: Calibrated = True,
 ) -> None:
     """Classify or score one pair (--premise/--hypothesis) or a whole file (--input/--output)."""
     from korpair import api
@@ -120,7 +142,8 @@ def predict(
             n = run(lambda: api.predict_file(model_dir, input, output, batch_size=batch_size,
                                              text_a_column=text_a_column, text_b_column=text_b_column,
                                              encoding=encoding, progress=True, precision=precision.value,
-                                             trust_remote_code=trust_remote_code, verbose=verbose()), "predict")
+                                             calibrated=calibration, trust_remote_code=trust_remote_code,
+                                             verbose=verbose()), "predict")
         except BrokenPipeError:  # `korpair predict -o - ... | head`: the reader has all it wants
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
@@ -129,5 +152,6 @@ def predict(
     if premise is None or hypothesis is None:
         fail("give --premise and --hypothesis, or --input and --output")
     [p] = run(lambda: api.predict(model_dir, [(premise, hypothesis)], precision=precision.value,
-                                  trust_remote_code=trust_remote_code, verbose=verbose()), "predict")
+                                  calibrated=calibration, trust_remote_code=trust_remote_code, verbose=verbose()),
+              "predict")
     out.print_json(json.dumps({"premise": premise, "hypothesis": hypothesis, **p.to_dict()}, ensure_ascii=False))

@@ -2,12 +2,15 @@
 
 For a classifier the report folder gets ``metrics.json`` (accuracy, macro-F1,
 per-class precision/recall/F1, confusion matrix; F1 of the positive label for
-two labels), ``confusion_matrix.png`` and ``predictions.jsonl`` (both texts,
-gold, predicted label, probabilities). For a regression (similarity) model it
-gets ``metrics.json`` (Pearson, Spearman, MSE, MAE; F1 at 3.0 on the 0-5
-scale), ``predictions_scatter.png`` (predicted against gold),
-``residuals_histogram.png`` and ``predictions.jsonl`` (both texts, gold and
-predicted score).
+two labels; ECE, Brier score and NLL of the probabilities given, and under
+``calibration`` the same with and without the temperature fitted at
+training), ``confusion_matrix.png``, ``reliability_diagram.png`` and
+``predictions.jsonl`` (both texts, gold, predicted label, probabilities).
+For a regression (similarity) model it gets ``metrics.json`` (Pearson,
+Spearman, MSE, MAE; F1 at 3.0 on the 0-5 scale; MSE and MAE with and
+without the fitted affine calibration), ``predictions_scatter.png``
+(predicted against gold), ``residuals_histogram.png`` and
+``predictions.jsonl`` (both texts, gold and predicted score).
 
 Example::
 
@@ -28,17 +31,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from korpair.atomic import open_atomic
+from korpair.calibration import ECE_BINS, calibration_metrics, reliability_bins, softmax
 from korpair.errors import CorpusError, disk_full_as_error
 from korpair.inference.metrics import classification_report, regression_report
-from korpair.inference.plots import plot_confusion_matrix, plot_residuals, plot_scatter
+from korpair.inference.plots import plot_confusion_matrix, plot_reliability, plot_residuals, plot_scatter
 from korpair.inference.predictor import Predictor
 from korpair.types import Pair
 
 log = logging.getLogger(__name__)
 
 REPORT_FILES = {
-    "classification": ("predictions.jsonl", "metrics.json", "confusion_matrix.png"),
+    "classification": ("predictions.jsonl", "metrics.json", "confusion_matrix.png", "reliability_diagram.png"),
     "regression": ("predictions.jsonl", "metrics.json", "predictions_scatter.png", "residuals_histogram.png"),
 }
 
@@ -86,20 +92,44 @@ def _classification(predictor: Predictor, pairs: Sequence[Pair], batch_size: int
     unknown = sorted({str(p.label) for p in pairs if p.label not in names})
     if unknown:
         raise CorpusError(f"{source or 'data'}: gold labels {unknown} are not labels of this model {list(names)}")
-    predictions = predictor.predict(pairs, batch_size=batch_size)
-    metrics = {"data": source, **classification_report([names.index(p.label) for p in pairs],
-                                                       [names.index(p.label) for p in predictions], names)}
+    logits = predictor.predict_logits(pairs, batch_size=batch_size)
+    probs = softmax(logits, predictor.temperature)  # float64: the metrics of the answers given, to the digit
+    gold = np.array([names.index(p.label) for p in pairs])
+    metrics = {"data": source, **classification_report(gold.tolist(), probs.argmax(-1).tolist(), names)}
+    metrics.update(calibration_metrics(probs, gold))
+    # With and without the fitted temperature, whichever the predictor applies: what calibration buys here.
+    fitted = predictor.calibration["temperature"] if predictor.calibration is not None else None
+    curves = {"uncalibrated": softmax(logits)}
+    if fitted is not None:
+        curves[f"temperature {fitted:.2f}"] = softmax(logits, fitted)
+    metrics["calibration"] = {
+        "applied": fitted is not None and predictor.calibrated,
+        "temperature": fitted, "bins": ECE_BINS,
+        "uncalibrated": calibration_metrics(curves["uncalibrated"], gold),
+        "calibrated": calibration_metrics(softmax(logits, fitted), gold) if fitted is not None else None}
     rows = [{"premise": pair.premise, "hypothesis": pair.hypothesis, "gold": pair.label,
-             "predicted": pred.label, "scores": pred.scores} for pair, pred in zip(pairs, predictions)]
-    plots = {"confusion_matrix.png": lambda fh: plot_confusion_matrix(metrics["confusion_matrix"], names, fh)}
+             "predicted": names[int(row.argmax())], "scores": {n: float(v) for n, v in zip(names, row)}}
+            for pair, row in zip(pairs, probs)]
+    plots = {"confusion_matrix.png": lambda fh: plot_confusion_matrix(metrics["confusion_matrix"], names, fh),
+             "reliability_diagram.png": lambda fh: plot_reliability(
+                 {name: reliability_bins(p, gold) for name, p in curves.items()}, metrics["calibration"], fh)}
     return metrics, rows, plots
 
 
 def _regression(predictor: Predictor, pairs: Sequence[Pair], batch_size: int, source: str):
     gold = [_gold_score(pair, i, source) for i, pair in enumerate(pairs)]
-    scores = [float(s) for s in predictor.predict_scores(pairs, batch_size=batch_size)]
+    raw = predictor.predict_logits(pairs, batch_size=batch_size)[:, 0].astype(np.float64)
+    fitted = predictor.calibration
+    mapped = fitted["scale"] * raw + fitted["shift"] if fitted is not None else None
+    scores = [float(s) for s in (mapped if mapped is not None and predictor.calibrated else raw)]
     bounds = predictor.score_range
     metrics = {"data": source, **regression_report(gold, scores, (bounds.low, bounds.high))}
+    truth = np.asarray(gold)
+    errors = lambda s: {"mse": float(np.mean((s - truth) ** 2)), "mae": float(np.mean(np.abs(s - truth)))}  # noqa: E731
+    metrics["calibration"] = {
+        "applied": mapped is not None and predictor.calibrated,
+        **({"scale": fitted["scale"], "shift": fitted["shift"]} if fitted is not None else {}),
+        "uncalibrated": errors(raw), "calibrated": errors(mapped) if mapped is not None else None}
     for name in ("pearson", "spearman"):
         if metrics[name] is None:
             log.warning("%s: %s correlation is undefined (the %s scores are all equal); metrics.json has null",

@@ -74,6 +74,33 @@ def plot_residuals(gold: Sequence[float], predicted: Sequence[float], out_png: P
     return _save(fig, out_png)
 
 
+def plot_reliability(curves: dict[str, list[dict]], calibration: dict, out_png: Path | BinaryIO) -> Path | BinaryIO:
+    """A reliability diagram: per confidence bin, how often the model is right against how sure it says it is
+    (a calibrated model's points lie on the diagonal), one line per set of probabilities in ``curves``
+    (``korpair.calibration.reliability_bins``), and below, how many pairs each bin holds."""
+    fig = Figure(figsize=(5.5, 6.5))
+    ax, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="0.4", lw=1, ls="--", label="perfectly calibrated")
+    for (name, bins), color in zip(curves.items(), ("tab:red", "tab:blue")):
+        used = [b for b in bins if b["pairs"]]
+        key = "uncalibrated" if name == "uncalibrated" else "calibrated"
+        ece = (calibration.get(key) or {}).get("ece")
+        label = f"{name} (ECE {ece:.3f})" if ece is not None else name
+        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], "o-", color=color, label=label)
+        width = 1 / len(bins)
+        counts.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["pairs"] for b in bins], width=width * 0.9,
+                   color=color, alpha=0.45, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title(f"reliability ({len(next(iter(curves.values())))} bins of confidence)")
+    ax.legend(loc="upper left", fontsize="small", frameon=False)
+    ax.grid(alpha=0.3)
+    counts.set_xlabel("confidence (top probability)")
+    counts.set_ylabel("pairs")
+    return _save(fig, out_png)
+
+
 def _limits(values: np.ndarray, score_range) -> tuple[float, float]:
     low, high = score_range if score_range else (None, None)
     low = float(values.min()) if low is None else float(min(low, values.min()))

@@ -26,11 +26,21 @@ import torch
 from transformers import AutoTokenizer
 
 from korpair.atomic import recover_dir
+from korpair.calibration import softmax
 from korpair.errors import ModelFolderError, loading_error
 from korpair.features import PairCollator, encode_pairs
 from korpair.hardware import check_inference_precision, pad_multiple
 from korpair.inference.runtimes import ONNX_MODEL_FILE, Runtime, load_runtime
-from korpair.model_folder import check_tokenizer_files, model_task, score_range, trained_max_length
+from korpair.model_folder import (
+    REGRESSION_TASK,
+    SECTION,
+    TASK,
+    calibration_problem,
+    check_tokenizer_files,
+    model_task,
+    score_range,
+    trained_max_length,
+)
 from korpair.types import Pair, Prediction, ScoreRange
 
 log = logging.getLogger(__name__)
@@ -46,11 +56,17 @@ class Predictor:
     are the class names in logit order. ``task`` is ``"classification"`` (a
     label and the probability of each) or ``"regression"`` (one score per pair,
     ``Prediction.score``; ``score_range`` is the range it was trained on).
+    ``calibration`` is what training fitted on the validation split (a
+    temperature, or an affine map of a score; ``korpair.calibration``):
+    applied to every answer while ``calibrated`` is true.
     """
 
     def __init__(self, runtime: Runtime, tokenizer, labels: Sequence[str], *, max_seq_length: int = 128,
-                 task: str = "classification", score_range: ScoreRange | None = None) -> None:
+                 task: str = "classification", score_range: ScoreRange | None = None,
+                 calibration: dict | None = None, calibrated: bool = True) -> None:
         self.runtime = runtime
+        self.calibration = calibration
+        self.calibrated = calibrated
         self.tokenizer = tokenizer
         self.labels = tuple(labels)
         self.max_seq_length = max_seq_length
@@ -71,7 +87,7 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | None = None,
                         max_seq_length: int | None = None, precision: str = "32",
-                        trust_remote_code: bool = False) -> Predictor:
+                        trust_remote_code: bool = False, calibrated: bool = True) -> Predictor:
         """Load a model folder: PyTorch, or ONNX as ``export_onnx`` writes it (fp32 or int8), or a hub name.
 
         ``max_seq_length`` defaults to the training run's. ``device`` defaults to
@@ -81,7 +97,9 @@ class Predictor:
         fp32; an ONNX model runs as it was exported, in ``"32"`` only. A folder
         korpair cannot use (damaged weights or tokenizer, labels that do not fit
         the weights, a bad ``korpair`` section) is refused with a
-        ``ModelFolderError`` that names the file.
+        ``ModelFolderError`` that names the file. ``calibrated=False`` gives the
+        model's raw probabilities (or scores), without the calibration training
+        fitted and stored in the folder.
         """
         check_inference_precision(precision)
         path = Path(name_or_path)
@@ -108,9 +126,16 @@ class Predictor:
         if max_seq_length is None:
             max_seq_length = trained_max_length(path) or 128
         task = model_task(path, config.to_dict())
+        section = config.to_dict().get(SECTION)
+        calibration = section.get("calibration") if isinstance(section, dict) else None
+        problem = calibration_problem(calibration, REGRESSION_TASK if task == "regression" else TASK)
+        if problem is not None:  # a hub model's config.json is not checked as a local folder is
+            raise ModelFolderError(f"{name_or_path}: config.json: {SECTION}.calibration: {problem}")
         predictor = cls(runtime, tokenizer, labels, max_seq_length=max_seq_length, task=task,
-                        score_range=score_range(path))
+                        score_range=score_range(path), calibration=calibration, calibrated=calibrated)
         outputs = "a score" if task == "regression" else "labels: " + ", ".join(predictor.labels)
+        if calibration is not None and calibrated:
+            outputs += ", calibrated"
         log.info("loaded %s on %s, %s, precision %s (%s)", name_or_path, runtime.name, predictor.device,
                  predictor.precision, outputs)
         return predictor
@@ -128,19 +153,36 @@ class Predictor:
             for row in probs
         ]
 
+    @property
+    def temperature(self) -> float:
+        """The temperature probabilities are computed at: the fitted one while ``calibrated``, else 1."""
+        if self.calibrated and self.calibration is not None and self.task != "regression":
+            return float(self.calibration["temperature"])
+        return 1.0
+
     def predict_proba(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
-        """Probabilities, shape ``(len(pairs), num_labels)``, in input order (a classifier's)."""
+        """Probabilities, shape ``(len(pairs), num_labels)``, in input order (a classifier's), calibrated
+        while ``calibrated``."""
         if self.task == "regression":
             raise ValueError("a regression model gives one score per pair, not probabilities: use predict_scores")
-        return _softmax(self._logits(pairs, batch_size))
+        return self.probabilities(self.predict_logits(pairs, batch_size))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """``predict_logits``' output as this predictor's probabilities (at its ``temperature``)."""
+        return softmax(logits, self.temperature).astype(np.float32)
 
     def predict_scores(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
-        """A regression model's scores, shape ``(len(pairs),)``, in input order: its raw output, not clipped."""
+        """A regression model's scores, shape ``(len(pairs),)``, in input order, not clipped: its output, mapped
+        by the fitted calibration while ``calibrated``."""
         if self.task != "regression":
             raise ValueError("a classifier gives probabilities: use predict_proba")
-        return self._logits(pairs, batch_size)[:, 0]
+        scores = self.predict_logits(pairs, batch_size)[:, 0]
+        if self.calibrated and self.calibration is not None:
+            scores = (self.calibration["scale"] * scores.astype(np.float64) + self.calibration["shift"])
+        return scores.astype(np.float32)
 
-    def _logits(self, pairs: Sequence[PairLike], batch_size: int) -> np.ndarray:
+    def predict_logits(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
+        """The model's raw outputs, shape ``(len(pairs), num_labels)``, in input order (no calibration)."""
         pairs = [_as_pair(p, i) for i, p in enumerate(pairs)]
         out = np.empty((len(pairs), len(self.labels)), dtype=np.float32)
         if not pairs:
@@ -168,12 +210,6 @@ class Predictor:
         outputs = "task='regression'" if self.task == "regression" else f"labels={self.labels}"
         return (f"Predictor(runtime={self.runtime.name!r}, device={str(self.device)!r}, "
                 f"precision={self.precision!r}, {outputs})")
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _as_pair(p: PairLike, i: int) -> Pair:

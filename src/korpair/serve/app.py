@@ -100,6 +100,8 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     labels = list(classifier.labels)
     regression = getattr(classifier, "task", "classification") == "regression"
     span = (getattr(classifier, "score_range", None) or ScoreRange()) if regression else None
+    calibrated = getattr(classifier, "calibrated", False) and getattr(classifier, "calibration", None) is not None
+    temperature = float(classifier.temperature) if calibrated and not regression else None
     One, Many = answer_models("regression" if regression else "classification", span)
     batcher = MicroBatcher(classifier, max_batch_size=limits.max_batch_size, max_wait_ms=limits.max_wait_ms,
                            batching=limits.batching, max_queue_pairs=limits.max_queue_pairs)
@@ -162,7 +164,7 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
             response.status_code = 503  # so that a load balancer's health check sees it
         return HealthOut(status="ok" if batcher.is_running else "stopped", labels=labels,
                          task="regression" if regression else "classification",
-                         score_range=[span.low, span.high] if span else None,
+                         score_range=[span.low, span.high] if span else None, temperature=temperature,
                          uptime_s=round(time.monotonic() - started, 3), queue_depth=batcher.queue_depth,
                          batching=limits.batching)
 

@@ -26,7 +26,7 @@ from korpair.types import LabelMap, ScoreRange, Target
 
 def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None, *,
                  metrics: Mapping[str, Any] | None = None, precision: str | None = None,
-                 target: Target | None = None) -> Path:
+                 target: Target | None = None, calibration: Mapping[str, Any] | None = None) -> Path:
     """Save a standard Hugging Face folder atomically (safetensors weights) with its section and card.
 
     ``cfg`` is the run's config (``None`` for a model built outside a run: no
@@ -34,7 +34,8 @@ def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None,
     checkpoint's validation metrics; ``precision`` the one training ran in.
     ``target`` is what the model predicts (the run's ``LabelMap`` or
     ``ScoreRange``); default: the model config's ``id2label``, or an open score
-    range for a regression model. On a full disk it raises a
+    range for a regression model. ``calibration`` is what ``fit_calibration``
+    fitted (``None``: the model's raw scores are its answers). On a full disk it raises a
     ``DiskFullError`` naming ``folder``, whose previous content is left as it was.
     """
     folder = Path(folder)
@@ -42,7 +43,7 @@ def export_model(model, tokenizer, folder: Path, cfg: TrainConfig | None = None,
         regression = getattr(model.config, "problem_type", None) == "regression"
         target = ScoreRange() if regression else LabelMap(
             tuple(model.config.id2label[i] for i in range(model.config.num_labels)))
-    section = build_section(cfg, target, metrics, precision)
+    section = build_section(cfg, target, metrics, precision, calibration)
     title = (folder.parent.name if folder.name == "model" and folder.parent.name else folder.name) or "model"
     card = model_card(section, model_ref=str(folder), title=title)
     saved_tokenizer = tokenizer

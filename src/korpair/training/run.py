@@ -36,6 +36,7 @@ from korpair.config import RUN_CONFIG_NAME, TrainConfig
 from korpair.corpora import load_splits
 from korpair.errors import ConfigError, ModelFolderError, OutputExistsError, TrainingInterrupted, disk_full_as_error
 from korpair.features import PairDataModule, encode_pairs_cached
+from korpair.training.calibrate import describe_calibration, fit_calibration
 from korpair.training.curves import plot_training_curves
 from korpair.training.export import export_model
 from korpair.training.model import build_model_and_tokenizer
@@ -308,6 +309,9 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
         [best] = trainer.validate(task, datamodule=data, verbose=False)
     finally:
         trainer.loggers = loggers
+    calibration = fit_calibration(task, data.val_dataloader()) if cfg.trainer.calibrate else None
+    if calibration is not None:
+        log.info("calibration on %d validation pairs: %s", calibration["pairs"], describe_calibration(calibration))
     metrics = {
         **{k: float(v) for k, v in best.items()},
         "best_checkpoint": best_path.name if best_path is not None else None,
@@ -320,11 +324,12 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
         "peak_lr": cfg.optim.lr,
         "world_size": trainer.world_size,
         "train_seconds": round(time.perf_counter() - started, 2),
+        **({"calibration": calibration} if calibration is not None else {}),
     }
     model_dir = out / "model"
     if trainer.is_global_zero:
         export_model(task.model, tokenizer, model_dir, cfg, metrics=metrics, precision=trainer.precision,
-                     target=splits.target)
+                     target=splits.target, calibration=calibration)
         with disk_full_as_error(out):
             csvs = sorted(Path(trainer.loggers[0].log_dir).glob("metrics*.csv"))
             if csvs:
