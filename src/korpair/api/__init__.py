@@ -40,6 +40,7 @@ from korpair.errors import ConfigError, CorpusError
 from korpair.hardware import check_inference_precision
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
 from korpair.inference.onnx import export_onnx
+from korpair.inference.report import REPORT_NAME, write_report
 from korpair.model_folder import SECTION, corpus_config, model_task, read_section
 from korpair.quiet import quiet
 from korpair.training import TrainResult, fit
@@ -85,7 +86,8 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              text_a_column: str | None = None, text_b_column: str | None = None,
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
              data_dir: str | Path | None = None, device: str | None = None, precision: str = "32",
-             trust_remote_code: bool = False, calibrated: bool = True, verbose: bool = False) -> EvalReport:
+             trust_remote_code: bool = False, calibrated: bool = True, report: bool = False,
+             verbose: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``), a split of a corpus, or by default its own data.
 
     Without ``data`` or ``corpus``, the ``split`` (``validation`` or ``test``)
@@ -96,6 +98,10 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
     how many rows were left out and why (e.g. KLUE's ``-`` gold label). A
     regression model's gold labels are read as scores (in the corpus's range).
     The paths, the corpus and the options are checked before the model loads.
+    ``report`` also writes ``report.html``: one self-contained page with the
+    metrics, plots, the surest errors, the least sure right answers and
+    accuracy by slice (``korpair.inference.report``). ``calibrated=False``
+    scores the model's raw probabilities (the report has both either way).
     """
     with quiet(verbose):
         at_least_one("batch_size", batch_size)
@@ -133,7 +139,12 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
         for reason, n in sorted(dropped.items()):
             log.warning("dropped %d row(s): %s", n, reason)
         log.info("evaluating %s on %s", model_dir, source)
-        return evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source, dropped)
+        result = evaluate_pairs(predictor, pairs, Path(output_dir), batch_size, source, dropped)
+        if report:
+            write_report(result.output_dir)
+        else:  # a page of an earlier run would no longer match the metrics beside it
+            (result.output_dir / REPORT_NAME).unlink(missing_ok=True)
+        return result
 
 
 def _local_task(model_dir: str | Path) -> str | None:

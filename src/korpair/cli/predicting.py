@@ -50,6 +50,9 @@ def evaluate(
     precision: Precision = DEFAULT_PRECISION,
     trust_remote_code: TrustRemoteCode = False,
     calibration: Calibrated = True,
+    report: Annotated[bool, typer.Option(
+        "--report", help="also write report.html: metrics, plots, the surest errors, the least sure right answers "
+                         "and accuracy by slice, in one page that opens offline")] = False,
 ) -> None:
     """Score a model on labelled pairs: report, plots and predictions file.
 
@@ -59,12 +62,13 @@ def evaluate(
     """
     from korpair import api
 
-    report = run(lambda: api.evaluate(model_dir, data, corpus=corpus, split=split, output_dir=output_dir,
+    result = run(lambda: api.evaluate(model_dir, data, corpus=corpus, split=split, output_dir=output_dir,
                                       batch_size=batch_size, text_a_column=text_a_column,
                                       text_b_column=text_b_column, label_column=label_column, encoding=encoding,
                                       data_dir=data_dir, precision=precision.value, calibrated=calibration,
-                                      trust_remote_code=trust_remote_code, verbose=verbose()), "evaluate")
-    m = report.metrics
+                                      report=report, trust_remote_code=trust_remote_code, verbose=verbose()),
+                 "evaluate")
+    m = result.metrics
     out.print(f"evaluated: {m['data']}", highlight=False)
     if m.get("task") == "regression":
         _print_regression(m)
@@ -73,7 +77,8 @@ def evaluate(
     dropped = sum(m.get("dropped_rows", {}).values())
     if dropped:
         out.print(f"dropped rows: {dropped} (see dropped_rows in metrics.json)")
-    out.print(f"report: {report.output_dir}  ({', '.join(report.files)})")
+    files = [*result.files, *(["report.html"] if report else [])]
+    out.print(f"report: {result.output_dir}  ({', '.join(files)})")
 
 
 def _print_regression(m: dict) -> None:
