@@ -59,6 +59,26 @@ def build_tiny_regressor(folder: Path, score_range=(0, 5), seed: int = 0) -> Pat
     return export_model(model, tokenizer, folder, target=target)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+# Root user in a closed network: no sandbox, no GPU, and no background calls home.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright, for the pages korpair serves and writes."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium with "
+                    "`apt-get update && apt-get install -y chromium` (CI does this before the tests)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_regressor_dir(tmp_path_factory) -> Path:
     """Untrained but valid regression model folder (score range 0 to 5)."""

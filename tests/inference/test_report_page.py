@@ -1,36 +1,17 @@
-"""evaluate --report: one self-contained HTML page, opened in a real headless Chromium (Debian's, as the web-page
-test uses): it loads offline, shows each section, reads on a phone, and its numbers are those of metrics.json."""
+"""evaluate --report: one self-contained HTML page, opened in a real headless Chromium (conftest's ``browser``): it loads offline, shows each section, reads on a phone, and its numbers are those of metrics.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
 from korpair import api
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECTIONS = ["요약", "혼동 행렬", "신뢰도 그림 (보정)", "가장 확신한 오답", "가장 자신 없던 정답", "구간별 정확도"]
 LABELS = ("entailment", "neutral", "contradiction")
 TEXTS = ["민수는 어제 공원에서 자전거를 탔다", "지영은 집에 있지 않았다", "비가 많이 온다", "날씨가 맑다",
          "할머니가 시장에서 아주 싱싱하고 빨간 사과를 한 봉지나 샀다", "<b>굵게</b> & 따옴표 \"쌍\"",
          "회의는 오후 세 시에 끝났다", "선생님은 학생들에게 긴 숙제를 내 주셨고 학생들은 주말 내내 그것을 했다"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium with "
-                    "`apt-get update && apt-get install -y chromium` (CI does this before the tests)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def labelled_file(tmp_path: Path, scores: bool = False) -> Path:

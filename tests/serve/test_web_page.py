@@ -19,26 +19,9 @@ from korpair.inference import Predictor
 from korpair.serve import ServeLimits, serve_in_background
 from korpair.types import Prediction, ScoreRange
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Root user in a closed network: no sandbox, no GPU, and no background calls home.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(tempfile.gettempdir())
 KOREAN_NAMES = {"entailment": "참", "contradiction": "거짓", "neutral": "중립"}
 PREMISE, HYPOTHESIS = "민수는 어제 공원에서 자전거를 탔다", "민수는 집에 있지 않았다"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium with "
-                    "`apt-get update && apt-get install -y chromium` (CI does this before the tests)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
