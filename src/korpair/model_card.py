@@ -81,6 +81,9 @@ def model_card(section: Mapping[str, Any], model_ref: str = "path/to/model", tit
               f"model = AutoModelForSequenceClassification.from_pretrained({ref})\n"
               'batch = tokenizer(["비가 온다"], ["날씨가 맑다"], truncation=True, return_tensors="pt")\n'
               f"with torch.no_grad():\n{output}\n```"]
+    calibration = section.get("calibration") if isinstance(section.get("calibration"), Mapping) else None
+    if calibration:
+        parts += ["## Calibration", _calibration_text(calibration)]
     if training:
         parts += ["## Training", "| setting | value |\n|---|---|\n"
                   + "\n".join(f"| {k} | {v} |" for k, v in _recipe_rows(corpus, training, max_length))]
@@ -89,6 +92,24 @@ def model_card(section: Mapping[str, Any], model_ref: str = "path/to/model", tit
     base = " and of the base model" if training.get("base_model") else ""
     parts += ["## License", f"{license_note}; the terms of the data{base} apply to this model."]
     return "\n\n".join(parts) + "\n"
+
+
+def _calibration_text(calibration: Mapping[str, Any]) -> str:
+    """What was fitted after training, what it changed, and how to apply it without korpair."""
+    before, after = calibration.get("before", {}), calibration.get("after", {})
+    if calibration.get("method") == "affine":
+        scale, shift = calibration["scale"], calibration["shift"]
+        return (f"korpair maps the model's raw score `s` to `{scale:.4f} * s {shift:+.4f}`, fitted on the validation "
+                f"split after training (MSE {before.get('mse', float('nan')):.4f} -> "
+                f"{after.get('mse', float('nan')):.4f}). `Predictor` applies it; with transformers, apply it to "
+                "`logits[0, 0]` yourself.")
+    t = calibration["temperature"]
+    return (f"korpair divides the logits by a temperature T = {t:.4f} before the softmax, fitted on the validation "
+            f"split after training so that the probabilities can be read as such (NLL "
+            f"{before.get('nll', float('nan')):.4f} -> {after.get('nll', float('nan')):.4f}, expected calibration "
+            f"error {before.get('ece', float('nan')):.4f} -> {after.get('ece', float('nan')):.4f}). It changes no "
+            f"label. `Predictor` applies it (`calibrated=False` gives the raw probabilities); with transformers, "
+            f"use `(logits / {t:.4f}).softmax(-1)`.")
 
 
 def _corpus_name(corpus: Mapping[str, Any]) -> str:

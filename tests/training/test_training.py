@@ -87,9 +87,12 @@ def test_save_load_identical_and_transformers_pipeline_agrees(trained_run):
         for name in x.scores:
             assert x.scores[name] == pytest.approx(y.scores[name], abs=1e-5)
 
+    # transformers knows nothing of korpair's temperature: it gives the raw probabilities
+    raw = Predictor.from_pretrained(trained_run.model_dir, calibrated=False).predict(pairs)
+    assert [p.label for p in raw] == [p.label for p in a], "calibration changes no label"
     pipe = pipeline("text-classification", model=str(trained_run.model_dir), device="cpu")
     outputs = pipe([{"text": p.premise, "text_pair": p.hypothesis} for p in pairs], top_k=None)
-    for ours, theirs in zip(a, outputs):
+    for ours, theirs in zip(raw, outputs):
         best = max(theirs, key=lambda d: d["score"])
         assert best["label"] == ours.label
         assert best["score"] == pytest.approx(ours.scores[ours.label], abs=1e-4)
