@@ -111,3 +111,16 @@ def calibration_metrics(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     brier = float(np.mean(((probs - onehot) ** 2).sum(-1)))
     picked = np.clip(probs[np.arange(n), labels], 1e-12, 1.0)
     return {"ece": float(ece), "brier": brier, "nll": float(-np.mean(np.log(picked)))}
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2: 0 = the same distribution, 1 = disjoint) of each row of ``p`` and ``q``;
+    how far a model's probabilities are from the annotators' vote shares."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(a > 0, a * np.log2(a / m), 0.0).sum(-1)
+
+    return (kl(p) + kl(q)) / 2

@@ -48,7 +48,7 @@ CARD_NAME = "README.md"  # the model card, where the Hugging Face hub looks for 
 # The corpus settings that say how to read the same data again; download and max_train_pairs only
 # steer a training run.
 CORPUS_KEYS = ("name", "data_dir", "train_file", "validation_file", "test_file", "format", "text_a_column",
-               "text_b_column", "label_column", "labels", "drop_labels", "encoding")
+               "text_b_column", "label_column", "labels", "drop_labels", "encoding", "vote_columns")
 # Validation metrics kept in the section, with their names on the hub (model-index metric types).
 VALIDATION_METRICS = {"val_accuracy": ("accuracy", "validation accuracy"),
                       "val_macro_f1": ("f1", "validation macro-F1"),

@@ -75,6 +75,12 @@ class CorpusConfig(_Section):
                                                            "e.g. KLUE's '-'")
     encoding: str = Field("utf-8", description="text encoding of the files, e.g. cp949 or euc-kr")
     max_train_pairs: int | None = Field(None, ge=1, description="use only the first N training pairs")
+    soft_labels: bool = Field(
+        False, description="train on the annotators' vote distribution (cross-entropy against it) where pairs have "
+        "votes; the gold label still defines accuracy and picks the best checkpoint")
+    vote_columns: tuple[str, ...] | None = Field(
+        None, description="columns holding one annotator's label each; default: KLUE-NLI's author, label2..label5 "
+        "where a file has them")
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +111,9 @@ class CorpusConfig(_Section):
             low, high = self.score_range
             if not low < high:
                 raise ValueError(f"corpus.score_range: needs low < high, got {list(self.score_range)}")
+        if (self.soft_labels or self.vote_columns) and self.known_task == "regression":
+            raise ValueError("corpus.soft_labels and corpus.vote_columns apply to classification (annotators' "
+                             "labels); this corpus is regression")
         if self.labels is not None and self.known_task == "regression":
             raise ValueError("corpus.labels applies to classification; a regression corpus has scores "
                              "(corpus.score_range bounds them)")

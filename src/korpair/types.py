@@ -36,6 +36,7 @@ class Pair:
     premise: str
     hypothesis: str
     label: str | float | None = None  # a label name, or a score for a regression corpus
+    votes: tuple[str, ...] | None = None  # each annotator's label, where the corpus keeps them (KLUE-NLI)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,10 @@ def _print_classification(m: dict) -> None:
     elif "ece" in m:
         out.print(f"calibration (none fitted): ECE {m['ece']:.4f}, Brier {m['brier']:.4f}, NLL {m['nll']:.4f}",
                   highlight=False)
+    if "agreement" in m:
+        levels = ", ".join(f"{name} {v['accuracy']:.4f} ({v['pairs']})" for name, v in m["agreement"]["levels"].items())
+        out.print(f"accuracy by annotator agreement: {levels}; Jensen-Shannon divergence from the votes "
+                  f"{m['agreement']['js_divergence']:.4f}", highlight=False)
 
 
 def predict(

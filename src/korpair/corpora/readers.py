@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from korpair.corpora.votes import read_votes
+from korpair.corpora.votes import vote_columns as votes_of
 from korpair.errors import CorpusError
 from korpair.types import Pair, ScoreRange
 
@@ -204,6 +206,7 @@ def read_pairs(
     scores: ScoreRange | None = None,
     drop_empty: bool = False,
     drop_texts: Sequence[str] = (),
+    vote_columns: Sequence[str] | None = None,
 ) -> list[Pair]:
     """Read and validate every pair of one file; all bad rows are reported at once.
 
@@ -212,6 +215,8 @@ def read_pairs(
     a JSON object (``labels.label`` for KLUE-STS). ``drop_empty`` drops and
     counts rows with an empty text instead of reporting them; ``drop_texts``
     those where a text is one of these placeholders (PAWS-X's "NS").
+    ``vote_columns`` hold one annotator's label each (``Pair.votes``); without
+    them KLUE-NLI's ``author``, ``label2`` .. ``label5`` are read where present.
 
     Example::
 
@@ -219,24 +224,10 @@ def read_pairs(
         pairs[0].label  # 'neutral'
         read_pairs("sts-dev.tsv", label_column="score", scores=ScoreRange(0, 5))[0].label  # 5.0
     """
-    return list(
-        iter_pairs(
-            path,
-            fmt=fmt,
-            text_a_column=text_a_column,
-            text_b_column=text_b_column,
-            label_column=label_column,
-            require_label=require_label,
-            labels=labels,
-            drop_labels=drop_labels,
-            encoding=encoding,
-            dropped=dropped,
-            limit=limit,
-            scores=scores,
-            drop_empty=drop_empty,
-            drop_texts=drop_texts,
-        )
-    )
+    return list(iter_pairs(path, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
+                           label_column=label_column, require_label=require_label, labels=labels,
+                           drop_labels=drop_labels, encoding=encoding, dropped=dropped, limit=limit, scores=scores,
+                           drop_empty=drop_empty, drop_texts=drop_texts, vote_columns=vote_columns))
 
 
 def iter_pairs(
@@ -257,6 +248,7 @@ def iter_pairs(
     scores: ScoreRange | None = None,
     drop_empty: bool = False,
     drop_texts: Sequence[str] = (),
+    vote_columns: Sequence[str] | None = None,
 ) -> Iterator[Pair]:
     """Stream pairs from one file (see ``read_pairs``).
 
@@ -273,7 +265,7 @@ def iter_pairs(
     problems: list[str] = []
     good: list[Pair] = []
     cols: tuple[str, str, str | None] | None = None
-    count = 0
+    count, votes_in = 0, None
     for where, rec in iter_records(path, fmt, encoding):
         if cols is None:
             keys = list(rec.keys())
@@ -298,6 +290,7 @@ def iter_pairs(
             if lab is not None and not _has_field(rec, lab):
                 lab = None
             cols = (a, b, lab)  # type: ignore[assignment]
+            votes_in = votes_of(keys, vote_columns) if scores is None else None
         a, b, lab = cols
         try:
             premise, hypothesis = rec[a], rec[b]
@@ -338,12 +331,15 @@ def iter_pairs(
                 label = scores.parse(label)
             except ValueError as err:
                 bad = str(err)
+        votes = None
+        if not bad and votes_in:
+            votes, bad = read_votes(rec, votes_in, allowed)
         if bad:
             problems.append(f"{where}: {bad}")
             if not strict:
                 break
             continue
-        pair = Pair(premise.strip(), hypothesis.strip(), label)
+        pair = Pair(premise.strip(), hypothesis.strip(), label, votes)
         if strict and not eager:
             good.append(pair)
         else:

@@ -160,7 +160,8 @@ def _reading(cfg: CorpusConfig, resolved: Resolved, target: Target | Sequence[st
     columns = resolved.columns
     return dict(fmt=cfg.format, text_a_column=columns[0], text_b_column=columns[1], label_column=columns[2],
                 labels=labels, drop_labels=tuple(cfg.drop_labels), encoding=cfg.encoding, scores=scores,
-                drop_empty=resolved.drop_empty, drop_texts=resolved.drop_texts)
+                drop_empty=resolved.drop_empty, drop_texts=resolved.drop_texts,
+                vote_columns=tuple(cfg.vote_columns) if cfg.vote_columns else None)
 
 
 def read_split(cfg: CorpusConfig, split: str, target: Target | Sequence[str] | None = None,

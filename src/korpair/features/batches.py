@@ -146,6 +146,8 @@ class PairCollator:
             # class ids for cross-entropy, scores (float) for a regression loss
             kind = torch.float32 if isinstance(items[0]["labels"], float) else torch.long
             batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=kind)
+        if "soft_labels" in items[0]:  # the annotators' vote distribution (corpus.soft_labels)
+            batch["soft_labels"] = torch.from_numpy(np.stack([it["soft_labels"] for it in items]))
         return batch
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from korpair.atomic import open_atomic
-from korpair.calibration import ECE_BINS, calibration_metrics, reliability_bins, softmax
+from korpair.calibration import ECE_BINS, calibration_metrics, js_divergence, reliability_bins, softmax
+from korpair.corpora.votes import agreement, vote_distribution
 from korpair.errors import CorpusError, disk_full_as_error
 from korpair.inference.metrics import classification_report, regression_report
 from korpair.inference.plots import plot_confusion_matrix, plot_reliability, plot_residuals, plot_scatter
@@ -108,12 +109,31 @@ def _classification(predictor: Predictor, pairs: Sequence[Pair], batch_size: int
         "uncalibrated": calibration_metrics(curves["uncalibrated"], gold),
         "calibrated": calibration_metrics(softmax(logits, fitted), gold) if fitted is not None else None}
     rows = [{"premise": pair.premise, "hypothesis": pair.hypothesis, "gold": pair.label,
-             "predicted": names[int(row.argmax())], "scores": {n: float(v) for n, v in zip(names, row)}}
+             "predicted": names[int(row.argmax())], "scores": {n: float(v) for n, v in zip(names, row)},
+             **({"votes": list(pair.votes), "agreement": agreement(pair.votes)} if pair.votes else {})}
             for pair, row in zip(pairs, probs)]
+    if any(pair.votes for pair in pairs):
+        metrics["agreement"] = _by_agreement(pairs, probs, names)
     plots = {"confusion_matrix.png": lambda fh: plot_confusion_matrix(metrics["confusion_matrix"], names, fh),
              "reliability_diagram.png": lambda fh: plot_reliability(
                  {name: reliability_bins(p, gold) for name, p in curves.items()}, metrics["calibration"], fh)}
     return metrics, rows, plots
+
+
+def _by_agreement(pairs: Sequence[Pair], probs: np.ndarray, names: Sequence[str]) -> dict:
+    """Accuracy and the Jensen-Shannon divergence between the model's probabilities and the vote shares, over the
+    pairs with votes and by how far their annotators agreed (unanimous, 4-1, 3-2, 3-1-1, ...)."""
+    voted = [i for i, pair in enumerate(pairs) if pair.votes]
+    shares = np.array([vote_distribution(pairs[i].votes, names) for i in voted])
+    js = js_divergence(probs[voted], shares)
+    right = np.array([names[int(probs[i].argmax())] == pairs[i].label for i in voted])
+    levels: dict[str, list[int]] = {}
+    for k, i in enumerate(voted):
+        levels.setdefault(agreement(pairs[i].votes), []).append(k)
+    order = sorted(levels, key=lambda name: (name != "unanimous", -len(levels[name])))
+    return {"pairs": len(voted), "js_divergence": float(js.mean()),
+            "levels": {name: {"pairs": len(levels[name]), "accuracy": float(right[levels[name]].mean()),
+                              "js_divergence": float(js[levels[name]].mean())} for name in order}}
 
 
 def _regression(predictor: Predictor, pairs: Sequence[Pair], batch_size: int, source: str):

@@ -123,7 +123,10 @@ def _slices(rows: list[dict]) -> str:
     for r in rows:
         length = len(r["premise"])
         bucket = next(name for low, high, name in LENGTHS if length >= low and (high is None or length <= high))
-        for kind, value in (("정답 레이블", str(r["gold"])), ("전제 길이", bucket)):
+        kinds = [("정답 레이블", str(r["gold"])), ("전제 길이", bucket)]
+        if "agreement" in r:
+            kinds.append(("주석자 합의", r["agreement"]))
+        for kind, value in kinds:
             groups.setdefault((kind, value), []).append(r["predicted"] == r["gold"])
     body = "".join(f"<tr><td>{_e(kind)}</td><td>{_e(value)}</td><td class=num>{len(hits)}</td>"
                    f"<td class=num data-slice='{_e(kind)}={_e(value)}'>{sum(hits) / len(hits):.4f}</td></tr>"

@@ -36,6 +36,7 @@ from korpair.config import RUN_CONFIG_NAME, TrainConfig
 from korpair.corpora import load_splits
 from korpair.errors import ConfigError, ModelFolderError, OutputExistsError, TrainingInterrupted, disk_full_as_error
 from korpair.features import PairDataModule, encode_pairs_cached
+from korpair.features.soft_labels import WithSoftTargets, soft_targets
 from korpair.training.calibrate import describe_calibration, fit_calibration
 from korpair.training.curves import plot_training_curves
 from korpair.training.export import export_model
@@ -220,8 +221,11 @@ def _train(cfg: TrainConfig, folder: RunFolder, plan: RunPlan, callbacks: Sequen
         tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")  # the run's own vocabulary
     encode = lambda pairs, key=None: encode_pairs_cached(  # noqa: E731
         tokenizer, pairs, target, cfg.data.max_seq_length, cfg.data.cache_dir, source_key=key)
-    data = PairDataModule(encode(splits.train, splits.train.key), encode(splits.validation), cfg.data,
-                          pad_id=tokenizer.pad_token_id or 0, seed=cfg.trainer.seed)
+    train = encode(splits.train, splits.train.key)
+    if cfg.corpus.soft_labels:
+        train = WithSoftTargets(train, _soft_targets(cfg, splits))
+    data = PairDataModule(train, encode(splits.validation), cfg.data, pad_id=tokenizer.pad_token_id or 0,
+                          seed=cfg.trainer.seed)
     task = PairClassificationTask(model, target, cfg.optim)
     checkpoint, resume_points = build_checkpoints(cfg, out, splits.task)
     trainer = build_trainer(cfg, out, checkpoint, [*resume_points, *callbacks], task=splits.task,
@@ -338,6 +342,18 @@ def _fit_and_export(cfg: TrainConfig, trainer: L.Trainer, task: PairClassificati
             write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
         finish_trackers(trainer.loggers, metrics, model_dir, trainer.global_step)
     return TrainResult(out, model_dir, metrics)
+
+
+def _soft_targets(cfg: TrainConfig, splits):
+    """The vote distribution of every training pair; a corpus without votes is a ``ConfigError``, not a
+    silent hard-label run."""
+    targets, with_votes, split = soft_targets(splits.train, splits.target)
+    if not with_votes:
+        raise ConfigError(f"{cfg.corpus.train_file or f'corpus.name={cfg.corpus.name}'}: corpus.soft_labels=true, "
+                          f"but no training pair has annotators' votes; name the columns that hold them with "
+                          f"corpus.vote_columns (KLUE-NLI's author, label2..label5 are found by themselves)")
+    log.info("soft labels: %d of %d training pairs have votes, %d of them split", with_votes, len(targets), split)
+    return targets
 
 
 def check_monitor(cfg: TrainConfig, splits) -> str:

@@ -64,7 +64,7 @@ class PairClassificationTask(L.LightningModule):
         self.model.train()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "soft_labels")}
         return self.model(**inputs).logits
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,8 @@ class PairClassificationTask(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = self.loss(logits, batch["labels"])
+        # soft labels: cross-entropy against the annotators' vote distribution (corpus.soft_labels)
+        loss = self.loss(logits, batch["soft_labels"] if "soft_labels" in batch else batch["labels"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
