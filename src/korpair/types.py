@@ -13,7 +13,7 @@ a regression model (similarity, e.g. KorSTS) gives one score in a ``ScoreRange``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from korpair.errors import CorpusError
@@ -37,6 +37,9 @@ class Pair:
     hypothesis: str
     label: str | float | None = None  # a label name, or a score for a regression corpus
     votes: tuple[str, ...] | None = None  # each annotator's label, where the corpus keeps them (KLUE-NLI)
+    # the row's other short text fields (KLUE's source, KorSTS's genre), for evaluation by slice; not part of
+    # what a pair is
+    fields: tuple[tuple[str, str], ...] = field(default=(), compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)

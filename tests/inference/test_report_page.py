@@ -15,7 +15,8 @@ TEXTS = ["민수는 어제 공원에서 자전거를 탔다", "지영은 집에 
 
 
 def labelled_file(tmp_path: Path, scores: bool = False) -> Path:
-    rows = [{"premise": a, "hypothesis": b, "label": (i % 6) * 1.0 if scores else LABELS[i % 3]}
+    rows = [{"guid": f"dev-{i:03d}", "premise": a, "hypothesis": b, "source": ("news", "wiki", "reviews")[i % 4 % 3],
+             "label": (i % 6) * 1.0 if scores else LABELS[i % 3]}
             for i, (a, b) in enumerate((a, b) for a in TEXTS for b in TEXTS[:5])]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -62,6 +63,10 @@ def test_the_report_shows_every_section_with_the_numbers_of_metrics_json(browser
             hits = [r["predicted"] == r["gold"] for r in rows if r["gold"] == label]
             cell = page.locator(f"[data-slice='정답 레이블={label}']").inner_text()
             assert cell == f"{sum(hits) / len(hits):.4f}"
+        for source in ("news", "wiki", "reviews"):  # the data's own categorical field is a slice; its ids are not
+            hits = [r["predicted"] == r["gold"] for r in rows if r["fields"]["source"] == source]
+            assert page.locator(f"[data-slice='source={source}']").inner_text() == f"{sum(hits) / len(hits):.4f}"
+        assert page.locator("[data-slice^='guid=']").count() == 0
         assert page.get_by_text("<b>굵게</b>", exact=False).count() > 0, "texts shown as text, never as markup"
         assert page.locator("b", has_text="굵게").count() == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling on a phone"

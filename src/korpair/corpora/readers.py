@@ -339,7 +339,7 @@ def iter_pairs(
             if not strict:
                 break
             continue
-        pair = Pair(premise.strip(), hypothesis.strip(), label, votes)
+        pair = Pair(premise.strip(), hypothesis.strip(), label, votes, _short_fields(rec, cols, votes_in))
         if strict and not eager:
             good.append(pair)
         else:
@@ -354,6 +354,12 @@ def iter_pairs(
     if cols is None:
         raise CorpusError(f"{path}: no rows")
     yield from good
+
+
+def _short_fields(rec: dict, used: Sequence, votes: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    # what may name a slice of the data (source: wikinews): short texts in the row's other columns
+    skip = {*used, *(votes or ())}
+    return tuple((k, v) for k, v in rec.items() if k not in skip and isinstance(v, str) and 0 < len(v) <= 40)
 
 
 def _has_field(rec: dict, name: str) -> bool:

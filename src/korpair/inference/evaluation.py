@@ -110,7 +110,8 @@ def _classification(predictor: Predictor, pairs: Sequence[Pair], batch_size: int
         "calibrated": calibration_metrics(softmax(logits, fitted), gold) if fitted is not None else None}
     rows = [{"premise": pair.premise, "hypothesis": pair.hypothesis, "gold": pair.label,
              "predicted": names[int(row.argmax())], "scores": {n: float(v) for n, v in zip(names, row)},
-             **({"votes": list(pair.votes), "agreement": agreement(pair.votes)} if pair.votes else {})}
+             **({"votes": list(pair.votes), "agreement": agreement(pair.votes)} if pair.votes else {}),
+             **({"fields": dict(pair.fields)} if pair.fields else {})}
             for pair, row in zip(pairs, probs)]
     if any(pair.votes for pair in pairs):
         metrics["agreement"] = _by_agreement(pairs, probs, names)

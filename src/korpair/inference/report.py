@@ -5,7 +5,8 @@ and can be mailed; it reads on a phone (one column, tables that scroll).
 Sections, with Korean headings: the metrics; the confusion matrix and the
 reliability diagram; the errors the model was surest of, with both texts and
 every probability; the right answers it was least sure of; and accuracy by
-slice (gold label, premise length). A regression model's page shows its
+slice (gold label, premise length, annotator agreement, and the data's own
+categorical fields such as KLUE's ``source``). A regression model's page shows its
 metrics, its scatter plot and the pairs it missed by most. Every number
 shown comes from ``metrics.json`` or ``predictions.jsonl`` of the same folder.
 
@@ -25,6 +26,7 @@ from korpair.atomic import write_text
 
 REPORT_NAME = "report.html"
 SHOWN = 20  # examples per list
+MAX_GROUPS = 20  # a field with more values than this is not a slice to read
 LENGTHS = ((0, 20, "짧음 (20자 이하)"), (21, 40, "보통 (21~40자)"), (41, None, "긺 (41자 이상)"))
 STYLE = """
 body{font-family:system-ui,"Noto Sans KR","Apple SD Gothic Neo",sans-serif;margin:0 auto;max-width:60rem;
@@ -120,18 +122,30 @@ def _examples(rows: list[dict], labels: list[str]) -> str:
 
 def _slices(rows: list[dict]) -> str:
     groups: dict[tuple[str, str], list[bool]] = {}
+    categorical = _categorical_fields(rows)
     for r in rows:
         length = len(r["premise"])
         bucket = next(name for low, high, name in LENGTHS if length >= low and (high is None or length <= high))
         kinds = [("정답 레이블", str(r["gold"])), ("전제 길이", bucket)]
         if "agreement" in r:
             kinds.append(("주석자 합의", r["agreement"]))
+        kinds += [(name, r["fields"][name]) for name in categorical if name in r.get("fields", {})]
         for kind, value in kinds:
             groups.setdefault((kind, value), []).append(r["predicted"] == r["gold"])
     body = "".join(f"<tr><td>{_e(kind)}</td><td>{_e(value)}</td><td class=num>{len(hits)}</td>"
                    f"<td class=num data-slice='{_e(kind)}={_e(value)}'>{sum(hits) / len(hits):.4f}</td></tr>"
                    for (kind, value), hits in groups.items())
     return _table(["구간", "값", "쌍", "정확도"], body)
+
+
+def _categorical_fields(rows: list[dict]) -> list[str]:
+    """The data's own fields that sort pairs into a few groups (KLUE's source); not ids, which every pair has
+    its own of."""
+    values: dict[str, set[str]] = {}
+    for r in rows:
+        for name, value in r.get("fields", {}).items():
+            values.setdefault(name, set()).add(value)
+    return [name for name, seen in values.items() if 2 <= len(seen) <= MAX_GROUPS and len(seen) <= len(rows) / 2]
 
 
 def _section(anchor: str, title: str, content: str) -> str:
