@@ -1,4 +1,5 @@
-"""Calibration on real Korean NLI: how over-confident a fine-tuned model is, and what the fitted temperature buys.
+"""Calibration and votes on real Korean NLI: how over-confident a model is, what the fitted temperature buys,
+and what training on the annotators' votes (corpus.soft_labels) changes where they disagreed.
 
 KLUE-NLI dev (3,000 pairs, ../shared/data) split by a fixed shuffle into
 training (2,400), validation (300: the temperature is fitted here, and the
@@ -7,7 +8,10 @@ measured here, on pairs neither training nor calibration saw). The model is
 the from-scratch BERT of the `sample` preset trained for several epochs, the
 over-fitting case calibration is for. Reported: accuracy (a temperature changes
 no label), expected calibration error (15 bins), Brier score and NLL on the
-test part, without and with the temperature, for a few seeds.
+test part, without and with the temperature, for a few seeds; then, for the
+same seeds, hard labels against soft labels (the five votes' distribution) on
+the test pairs whose annotators split: accuracy and the Jensen-Shannon
+divergence between the model's probabilities and the vote shares.
 
     python benchmarks/bench_calibration.py               # 3 seeds, 8 epochs: about 5 minutes on 2 cores
     python benchmarks/bench_calibration.py --seeds 1 --epochs 3
@@ -35,8 +39,9 @@ SIZES = {"train": 2400, "validation": 300, "test": 300}
 
 
 def split_files(data: Path, folder: Path) -> dict[str, Path]:
-    rows = [{"premise": r["premise"], "hypothesis": r["hypothesis"], "label": r["gold_label"]}
-            for r in json.loads(data.read_text(encoding="utf-8"))]
+    votes = ("author", "label2", "label3", "label4", "label5")
+    rows = [{"premise": r["premise"], "hypothesis": r["hypothesis"], "label": r["gold_label"],
+             **{v: r[v] for v in votes}} for r in json.loads(data.read_text(encoding="utf-8"))]
     random.Random(0).shuffle(rows)
     files, start = {}, 0
     for split, n in SIZES.items():
@@ -47,17 +52,23 @@ def split_files(data: Path, folder: Path) -> dict[str, Path]:
     return files
 
 
-def one_seed(files: dict[str, Path], folder: Path, seed: int, epochs: int) -> dict:
+def one_seed(files: dict[str, Path], folder: Path, seed: int, epochs: int, soft: bool) -> dict:
     from korpair import api
 
+    name = f"{'soft' if soft else 'hard'}-{seed}"
     run = api.train("sample", [f"corpus.train_file={files['train']}", f"corpus.validation_file={files['validation']}",
-                               f"trainer.output_dir={folder / f'run-{seed}'}", f"trainer.seed={seed}",
+                               f"trainer.output_dir={folder / name}", f"trainer.seed={seed}",
                                f"trainer.max_epochs={epochs}", "trainer.progress_bar=false",
-                               f"data.cache_dir={folder / 'cache'}"])
-    report = api.evaluate(run.model_dir, files["test"], output_dir=folder / f"eval-{seed}")
-    cal = report.metrics["calibration"]
-    return {"seed": seed, "temperature": cal["temperature"], "accuracy": report.metrics["accuracy"],
+                               f"corpus.soft_labels={str(soft).lower()}", f"data.cache_dir={folder / 'cache'}"])
+    report = api.evaluate(run.model_dir, files["test"], output_dir=folder / f"eval-{name}")
+    cal, levels = report.metrics["calibration"], report.metrics["agreement"]["levels"]
+    split = {k: v for k, v in levels.items() if k != "unanimous"}
+    n = sum(v["pairs"] for v in split.values())
+    return {"seed": seed, "labels": "soft" if soft else "hard", "temperature": cal["temperature"],
+            "accuracy": report.metrics["accuracy"],
             "test": {"uncalibrated": cal["uncalibrated"], "calibrated": cal["calibrated"]},
+            "split_votes": {"pairs": n, "accuracy": sum(v["accuracy"] * v["pairs"] for v in split.values()) / n,
+                            "js_divergence": sum(v["js_divergence"] * v["pairs"] for v in split.values()) / n},
             "validation": run.metrics["calibration"]}
 
 
@@ -72,19 +83,23 @@ def main() -> None:
         sys.exit(f"{args.data}: KLUE-NLI dev not found (see ../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
         files = split_files(args.data, Path(tmp))
-        runs = [one_seed(files, Path(tmp), seed, args.epochs) for seed in range(1, args.seeds + 1)]
+        runs = [one_seed(files, Path(tmp), seed, args.epochs, soft) for soft in (False, True)
+                for seed in range(1, args.seeds + 1)]
     result = {"machine": machine_info(), "data": str(args.data.name), "sizes": SIZES, "epochs": args.epochs,
               "model": "sample preset (from-scratch BERT, 4 x 256)", "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    rows = [[str(r["seed"]), f"{r['temperature']:.2f}", f"{r['accuracy']:.3f}"]
+    rows = [[r["labels"], str(r["seed"]), f"{r['temperature']:.2f}", f"{r['accuracy']:.3f}"]
             + [f"{r['test'][side][k]:.3f}" for k in ("ece", "brier", "nll") for side in ("uncalibrated", "calibrated")]
-            for r in runs]
-    table = md_table(["seed", "T", "test accuracy", "ECE raw", "ECE T", "Brier raw", "Brier T", "NLL raw", "NLL T"],
-                     rows)
+            + [f"{r['split_votes']['accuracy']:.3f}", f"{r['split_votes']['js_divergence']:.3f}"] for r in runs]
+    table = md_table(["labels", "seed", "T", "test accuracy", "ECE raw", "ECE T", "Brier raw", "Brier T", "NLL raw",
+                      "NLL T", "split-vote accuracy", "split-vote JS"], rows, align="llrrrrrrrrrr")
     text = (f"# Calibration on KLUE-NLI dev ({SIZES['train']} train / {SIZES['validation']} validation / "
             f"{SIZES['test']} held-out test pairs)\n\n{result['model']}, {args.epochs} epochs; the temperature T is "
-            f"fitted on the validation part, every number below is measured on the held-out test part.\n\n{table}\n")
+            f"fitted on the validation part, every number below is measured on the held-out test part. Split-vote: "
+            f"the {runs[0]['split_votes']['pairs']} test pairs whose five annotators did not all agree; JS: "
+            f"Jensen-Shannon divergence (base 2) between the model's calibrated probabilities and the vote "
+            f"shares.\n\n{table}\n")
     (args.out / "calibration.md").write_text(text, encoding="utf-8")
     print(text)
 

@@ -119,3 +119,27 @@ def test_the_server_answers_with_the_calibrated_probabilities_unless_told_not_to
     labels = list(answer["scores"])
     np.testing.assert_allclose([answer["scores"][n] for n in labels],
                                [expected[health["labels"].index(n)] for n in labels], atol=1e-5)
+
+
+def test_a_similarity_model_gets_an_affine_map_of_its_score(tmp_path):
+    """The one-output analogue of a temperature: scale and shift fitted to the validation scores."""
+    from conftest import TINY
+    from training.test_regression_runs import write_scores
+
+    data = [*write_scores(tmp_path, 400, 320, seed=2), *TINY, "trainer.max_epochs=2",
+            f"data.cache_dir={tmp_path / 'cache'}", f"trainer.output_dir={tmp_path / 'run'}"]
+    result = api.train(None, data)
+    fitted = read_section(result.model_dir)["calibration"]
+    assert fitted["method"] == "affine" and fitted["after"]["mse"] <= fitted["before"]["mse"]
+    model, raw = (Predictor.from_pretrained(result.model_dir, calibrated=c) for c in (True, False))
+    pairs = [("비가 온다", "비가 내린다"), ("비가 온다", "날씨가 맑다")]
+    np.testing.assert_allclose(model.predict_scores(pairs), fitted["scale"] * raw.predict_scores(pairs)
+                               + fitted["shift"], rtol=1e-5, atol=1e-5)
+    report = api.evaluate(result.model_dir, output_dir=tmp_path / "eval")
+    cal = report.metrics["calibration"]
+    assert cal["applied"] and cal["calibrated"]["mse"] == pytest.approx(report.metrics["mse"], rel=1e-5)
+    assert cal["calibrated"]["mse"] == pytest.approx(fitted["after"]["mse"], rel=1e-3), "validation, as fitted"
+    raw_report = api.evaluate(result.model_dir, output_dir=tmp_path / "raw", calibrated=False)
+    # an affine map keeps the ranking (reverses it, were the scale negative)
+    assert abs(report.metrics["spearman"]) == pytest.approx(abs(raw_report.metrics["spearman"]))
+    assert raw_report.metrics["mse"] == pytest.approx(cal["uncalibrated"]["mse"], rel=1e-5)
