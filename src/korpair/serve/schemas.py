@@ -47,7 +47,7 @@ class HealthOut(BaseModel):
         description="a regression model's score range [low, high], as trained (null: open); null for a classifier")
     temperature: float | None = Field(
         None, description="the calibration temperature the probabilities are computed at (fitted on the validation "
-        "split at training); null: the model's raw probabilities (none fitted, or served with --no-calibration)")
+        "split at training); null: the model's raw probabilities (none fitted, or served uncalibrated)")
     uptime_s: float = Field(description="seconds since the app started")
     queue_depth: int = Field(description="pairs waiting for the model")
     batching: bool
