@@ -95,14 +95,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-demo", dest="demo", action="store_false", help="leave out the demo workload")
+    parser.add_argument("--demo-only", action="store_true",
+                        help="run the demo workload only, keeping the KLUE runs of the previous calibration.json")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"{args.data}: KLUE-NLI dev not found (see ../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
-        files = split_files(args.data, Path(tmp))
-        runs = [one_seed(files, Path(tmp), seed, args.epochs, soft) for soft in (False, True)
-                for seed in range(1, args.seeds + 1)]
-        demo = demo_run(Path(tmp)) if args.demo else None
+        if args.demo_only:
+            previous = json.loads((args.out / "calibration.json").read_text(encoding="utf-8"))
+            runs, args.epochs = previous["runs"], previous["epochs"]
+        else:
+            files = split_files(args.data, Path(tmp))
+            runs = [one_seed(files, Path(tmp), seed, args.epochs, soft) for soft in (False, True)
+                    for seed in range(1, args.seeds + 1)]
+        demo = demo_run(Path(tmp)) if args.demo or args.demo_only else None
     result = {"machine": machine_info(), "data": str(args.data.name), "sizes": SIZES, "epochs": args.epochs,
               "model": "sample preset (from-scratch BERT, 4 x 256)", "runs": runs, "demo": demo}
     args.out.mkdir(parents=True, exist_ok=True)
