@@ -65,9 +65,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's headless Chromium driven by Playwright, for the pages korpair serves and writes."""
+    """Debian's headless Chromium driven by Playwright, for the pages korpair serves and writes.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and the tests that call ``asyncio.run`` after it would fail."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium with "
                     "`apt-get update && apt-get install -y chromium` (CI does this before the tests)")
