@@ -58,7 +58,14 @@ def test_sample_study_prunes_survives_sigterm_and_its_best_yaml_trains_the_best_
     """The issue's acceptance run: `korpair tune sample --trials 6 --storage sqlite:///...` on 2 cores."""
     folder, db = tmp_path / "tune", f"sqlite:///{tmp_path / 'study.db'}"
     env = {"KORPAIR_HOME": str(tmp_path / "home")}
-    args = ["sample", "--trials", "6", "--storage", db, "-o", str(folder), "--set", "trainer.max_epochs=4"]
+    # the default space, with pruning from the second trial and the first validation on: which trials the
+    # median pruner stops depends on where the signal lands, and this leaves it room to stop one whatever
+    from korpair.config import load_config
+    from korpair.tuning.space import default_space
+
+    space = space_file(tmp_path, default_space(load_config("sample")).params, startup_trials=1, warmup_validations=0)
+    args = ["sample", "--trials", "6", "--storage", db, "-o", str(folder), "--set", "trainer.max_epochs=4",
+            "--space", str(space)]
     proc = start(args, folder, env)
     wait_for(folder / "trials" / "trial-0002" / "logs" / "metrics.csv", proc)  # trial 2 is training
     proc.send_signal(signal.SIGTERM)
