@@ -34,7 +34,7 @@ LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pyto
 # Warnings raised (or attributed) inside these packages are theirs to fix, not the korpair user's.
 THIRD_PARTY = ("lightning", "lightning_fabric", "lightning_utilities", "pytorch_lightning", "torch", "torchmetrics",
                "transformers", "huggingface_hub", "tokenizers", "onnx", "onnxruntime", "onnxscript", "safetensors",
-               "mlflow", "alembic", "sqlalchemy", "wandb", "optuna")
+               "mlflow", "alembic", "sqlalchemy", "wandb", "optuna", "openvino", "nncf")
 # Libraries that log their progress at INFO through handlers of their own (MLflow's "Creating initial MLflow
 # database tables", alembic's migrations, Optuna's "Trial 3 finished").
 CHATTY_LOGGERS = ("mlflow", "alembic", "optuna")

@@ -185,7 +185,7 @@ def test_bad_folders_are_named(tiny_model_dir, tmp_path):
     with pytest.raises(ModelFolderError, match=r"already an ONNX model folder; export the PyTorch model folder"):
         export_onnx(onnx_dir, tmp_path / "again")
     (onnx_dir / "config.json").unlink()
-    with pytest.raises(ModelFolderError, match=r"no config\.json.*config\.json and tokenizer that export_onnx"):
+    with pytest.raises(ModelFolderError, match=r"no config\.json.*config\.json and tokenizer that the export writes"):
         Predictor.from_pretrained(onnx_dir)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "model.onnx").write_bytes(b"not a protobuf")

@@ -41,7 +41,7 @@ from korpair.errors import ModelFolderError, disk_full_as_error, loading_error
 from korpair.inference.metrics import spearman
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import quiet_loading, quiet_onnxruntime
-from korpair.inference.runtimes import LOAD_ERRORS, ONNX_MODEL_FILE, require_onnxruntime
+from korpair.inference.runtimes import LOAD_ERRORS, ONNX_MODEL_FILE, OPENVINO_MODEL_FILE, require_onnxruntime
 from korpair.model_folder import check_model_folder, trained_max_length
 
 log = logging.getLogger(__name__)
@@ -72,24 +72,14 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
         export_onnx("runs/sample/model", "runs/sample/onnx")  # PosixPath('runs/sample/onnx')
     """
     model_dir = Path(model_dir)
-    _check_model_folder(model_dir)
+    check_export_source(model_dir)
     out = Path(output_dir) if output_dir is not None else model_dir / ("onnx-int8" if quantize else "onnx")
     if out.resolve() == model_dir.resolve():
         raise ModelFolderError(f"{out}: the ONNX folder must differ from the model folder it is made from")
     require_onnxruntime()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        # Eager attention traces to the MatMul/Softmax pattern that ONNX Runtime fuses into one op;
-        # the SDPA path exports too, but stays unfused and slower.
-        with quiet_loading():
-            model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager")
-    except LOAD_ERRORS as err:
-        raise loading_error(model_dir, "model", err) from err
-    model.eval()
-    # The folder then says its max length in the tokenizer too, as a folder korpair trains does.
-    if (max_length := trained_max_length(model_dir)) is not None:
-        tokenizer.model_max_length = max_length
-    input_names = [n for n in INPUTS if n == "input_ids" or n in tokenizer.model_input_names]
+    # Eager attention traces to the MatMul/Softmax pattern that ONNX Runtime fuses into one op;
+    # the SDPA path exports too, but stays unfused and slower.
+    tokenizer, model, input_names = load_export_source(model_dir, attn_implementation="eager")
 
     def fill(tmp: Path) -> None:
         onnx_path = tmp / ONNX_MODEL_FILE
@@ -99,11 +89,7 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
                 _fuse_transformer_ops(onnx_path, model.config)
             if quantize:
                 _quantize_int8(onnx_path)
-        model.config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name in EXTRA_FILES:
-            if (model_dir / name).is_file():
-                shutil.copy2(model_dir / name, tmp / name)
+        write_companions(model_dir, model, tokenizer, tmp)
 
     with disk_full_as_error(out):
         write_dir(out, fill)
@@ -137,20 +123,69 @@ def agreement(reference: Predictor, exported: Predictor, pairs: Sequence[PairLik
             "max_abs_diff": float(np.abs(ours - theirs).max())}
 
 
-def _check_model_folder(path: Path) -> None:
+def check_export_source(path: Path) -> None:
+    """Refuse, naming the folder, what cannot be exported: no folder, a run folder, an exported model folder."""
     if not path.is_dir():
         raise ModelFolderError(f"{path}: no such model folder")
-    if (path / ONNX_MODEL_FILE).is_file():
-        raise ModelFolderError(f"{path}: already an ONNX model folder; export the PyTorch model folder "
-                               "it was made from")
+    for marker, kind in ((ONNX_MODEL_FILE, "ONNX"), (OPENVINO_MODEL_FILE, "OpenVINO")):
+        if (path / marker).is_file():
+            raise ModelFolderError(f"{path}: already an {kind} model folder; export the PyTorch model folder "
+                                   "it was made from")
     if not (path / "config.json").is_file():
         hint = f"; did you mean {path / 'model'}?" if (path / "model" / "config.json").is_file() else ""
         raise ModelFolderError(f"{path}: not a model folder (no config.json){hint}")
     check_model_folder(path)
 
 
-class _Logits(torch.nn.Module):
-    """Positional inputs, logits out: the signature the exporter traces."""
+def load_export_source(model_dir: Path, attn_implementation: str | None = None) -> tuple:
+    """The tokenizer (``model_max_length`` set to the trained max length), the model in eval mode, and the
+    names of the inputs the tokenizer makes (``INPUTS`` order), for an exporter.
+
+    ``attn_implementation`` is transformers' (``"eager"``, ``"sdpa"``); ``None``
+    is its default, SDPA where the model has it.
+    """
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        with quiet_loading():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), attn_implementation=attn_implementation)
+    except LOAD_ERRORS as err:
+        raise loading_error(model_dir, "model", err) from err
+    model.eval()
+    # The folder then says its max length in the tokenizer too, as a folder korpair trains does.
+    if (max_length := trained_max_length(model_dir)) is not None:
+        tokenizer.model_max_length = max_length
+    return tokenizer, model, [n for n in INPUTS if n == "input_ids" or n in tokenizer.model_input_names]
+
+
+def write_companions(model_dir: Path, model, tokenizer, folder: Path) -> None:
+    """What an exported folder holds beside the graph: ``config.json``, the tokenizer, and the model card and
+    run config where the source has them."""
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    for name in EXTRA_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, folder / name)
+
+
+def example_inputs(input_names: list[str]) -> tuple[torch.Tensor, ...]:
+    """The batch a tracing exporter runs the model on, one tensor per name in ``input_names``.
+
+    2 rows of 16 tokens and a padded row: no axis of size 1 (it would be
+    specialised), and the masking code is traced on its padded path (an
+    all-ones mask may be skipped, and that shortcut would be baked in).
+    """
+    ids = torch.full((2, 16), 5, dtype=torch.long)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 10:] = 0
+    types = torch.zeros(2, 16, dtype=torch.long)
+    types[:, 8:] = 1
+    example = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    return tuple(example[n] for n in input_names)
+
+
+class Logits(torch.nn.Module):
+    """Positional inputs, logits out: the signature the exporters trace."""
 
     def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
         super().__init__()
@@ -162,15 +197,7 @@ class _Logits(torch.nn.Module):
 
 def _export_graph(model: torch.nn.Module, input_names: list[str], path: Path) -> None:
     # The TorchScript exporter (dynamo=False): the torch.export-based one needs onnxscript, which the
-    # onnx extra does not install. It traces one example, so the example has 2 rows of 16 tokens and a
-    # padded row: no axis of size 1 (it would be specialised), and the masking code is traced on its
-    # padded path (an all-ones mask may be skipped, and that shortcut would be baked in).
-    ids = torch.full((2, 16), 5, dtype=torch.long)
-    mask = torch.ones(2, 16, dtype=torch.long)
-    mask[1, 10:] = 0
-    types = torch.zeros(2, 16, dtype=torch.long)
-    types[:, 8:] = 1
-    example = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    # onnx extra does not install. It traces one example (``example_inputs``).
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about every Python-level shape check in the model code; the example above
@@ -180,7 +207,7 @@ def _export_graph(model: torch.nn.Module, input_names: list[str], path: Path) ->
         # BERT's indexing uses no negative indices, which is the case this warning is about.
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         torch.onnx.export(
-            _Logits(model, input_names).eval(), tuple(example[n] for n in input_names), str(path),
+            Logits(model, input_names).eval(), example_inputs(input_names), str(path),
             input_names=input_names, output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
             opset_version=OPSET, dynamo=False,
         )

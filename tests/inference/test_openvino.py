@@ -1,0 +1,231 @@
+"""OpenVINO export (fp32 and NNCF int8): Predictor.from_pretrained opens it, it agrees with PyTorch, it carries the
+model folder's companions, is calibrated on real pairs, is written atomically and fails clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from korpair.config import CorpusConfig
+from korpair.corpora import read_split
+from korpair.errors import ConfigError, CorpusError, KorpairError, ModelFolderError
+from korpair.features import PairCollator, encode_pairs
+from korpair.inference import Predictor
+from korpair.inference import openvino as korpair_openvino
+from korpair.inference.openvino import export_openvino
+from korpair.inference.runtimes import OpenVinoRuntime, load_runtime, physical_cores
+from korpair.types import Pair
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+SECTION = {"format_version": 1, "max_seq_length": 48, "corpus": {"name": "sample"}}
+
+
+@pytest.fixture(scope="module")
+def test_pairs() -> list[Pair]:
+    return read_split(CorpusConfig(name="sample"), "test")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a section that records its corpus (the shipped sample) and max length, a card and a 0.1
+    run config."""
+    folder = shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("ov") / "model")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "korpair": SECTION}), encoding="utf-8")
+    (folder / "README.md").write_text("# a model card\n", encoding="utf-8")
+    (folder / "korpair_train.yaml").write_text("data: {max_seq_length: 48}\n", encoding="utf-8")
+    return folder
+
+
+class Spy:
+    """Wraps ``_quantize_int8`` to keep the calibration batches it was given."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.batches, real = None, korpair_openvino._quantize_int8
+
+        def spy(model, batches):
+            self.batches = batches
+            return real(model, batches)
+
+        monkeypatch.setattr(korpair_openvino, "_quantize_int8", spy)
+
+
+@pytest.fixture(scope="module")
+def exports(model_dir):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        spy = Spy(monkeypatch)
+        int8 = export_openvino(model_dir, quantize=True)  # calibrated on the recorded corpus
+    return {"fp32": export_openvino(model_dir), "int8": int8, "calibration": spy.batches}
+
+
+def test_default_folders_hold_a_complete_model(model_dir, exports):
+    assert (exports["fp32"], exports["int8"]) == (model_dir / "openvino", model_dir / "openvino-int8")
+    for folder in (exports["fp32"], exports["int8"]):
+        for name in ("openvino_model.xml", "openvino_model.bin", "config.json", "tokenizer.json",
+                     "tokenizer_config.json"):
+            assert (folder / name).is_file(), (folder, name)
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        assert config["korpair"] == SECTION
+        assert config["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
+        assert (folder / "README.md").read_text(encoding="utf-8") == "# a model card\n"
+        assert (folder / "korpair_train.yaml").read_bytes() == (model_dir / "korpair_train.yaml").read_bytes()
+        predictor = Predictor.from_pretrained(folder)
+        assert predictor.max_seq_length == predictor.tokenizer.model_max_length == 48
+    # int8: quantized weights and activations, and a smaller file (the tiny model's embeddings stay float)
+    assert "FakeQuantize" in (exports["int8"] / "openvino_model.xml").read_text(encoding="utf-8")
+    assert "FakeQuantize" not in (exports["fp32"] / "openvino_model.xml").read_text(encoding="utf-8")
+    assert (exports["int8"] / "openvino_model.bin").stat().st_size < (exports["fp32"] / "openvino_model.bin").stat().st_size
+
+
+def test_the_model_has_named_dynamic_inputs_and_runs_on_every_physical_core(exports):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(exports["fp32"] / "openvino_model.xml"))
+    assert [i.get_any_name() for i in model.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(i.get_partial_shape().is_dynamic for i in model.inputs)
+    assert [o.get_any_name() for o in model.outputs] == ["logits"]
+    runtime = load_runtime(exports["fp32"])
+    assert isinstance(runtime, OpenVinoRuntime) and runtime.name == "OpenVINO"
+    assert runtime.compiled.get_property("INFERENCE_NUM_THREADS") == physical_cores()
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert runtime.precision == ("bf16" if has_bf16 else "32")
+
+
+def test_fp32_agrees_with_pytorch_at_any_batch_size(model_dir, exports, test_pairs):
+    torch_predictor = Predictor.from_pretrained(model_dir)
+    expected = torch_predictor.predict_logits(test_pairs)
+    # Computing in fp32, the converted graph is PyTorch's.
+    exact = OpenVinoRuntime.load(exports["fp32"], bf16=False)
+    assert exact.precision == "32"
+    exact_predictor = Predictor(exact, torch_predictor.tokenizer, torch_predictor.labels, max_seq_length=48)
+    for batch_size in (1, 7, 64):
+        np.testing.assert_allclose(exact_predictor.predict_logits(test_pairs, batch_size), expected, atol=1e-5)
+    # As loaded by default (bf16 where the CPU has it), within bf16's rounding.
+    predictor = Predictor.from_pretrained(exports["fp32"])
+    atol = 2e-2 if predictor.precision == "bf16" else 1e-5
+    np.testing.assert_allclose(predictor.predict_proba(test_pairs), torch_predictor.predict_proba(test_pairs),
+                               atol=atol)
+
+
+def test_int8_agrees_with_pytorch(model_dir, exports, test_pairs):
+    ours = Predictor.from_pretrained(model_dir).predict(test_pairs[:60])
+    theirs = Predictor.from_pretrained(exports["int8"]).predict(test_pairs[:60], batch_size=16)
+    assert np.mean([a.label == b.label for a, b in zip(ours, theirs)]) >= 0.9
+    for a, b in zip(ours, theirs):
+        assert b.scores == pytest.approx(a.scores, abs=0.05)
+
+
+def test_int8_is_calibrated_on_the_recorded_validation_split_encoded_as_the_predictor_encodes(model_dir, exports):
+    validation = read_split(CorpusConfig(name="sample"), "validation")
+    batches = exports["calibration"]
+    assert len(batches) == len(validation) == 150
+    tokenizer = Predictor.from_pretrained(model_dir).tokenizer
+    collate = PairCollator(tokenizer.pad_token_id, None)
+    feats = encode_pairs(tokenizer, validation, None, 48)
+    ids = sorted(tuple(b["input_ids"][0]) for b in batches)
+    assert ids == sorted(tuple(collate([feats[i]])["input_ids"][0].tolist()) for i in range(len(validation)))
+    assert all(set(b) == {"input_ids", "attention_mask", "token_type_ids"} for b in batches)
+
+
+def test_int8_calibrates_on_given_pairs_at_most_300_quietly(tiny_model_dir, tmp_path, test_pairs, monkeypatch,
+                                                            capfd):
+    spy = Spy(monkeypatch)
+    given = [(p.premise, p.hypothesis) for p in test_pairs] * 3  # 450, the recorded corpus none
+    capfd.readouterr()
+    out = export_openvino(tiny_model_dir, tmp_path / "int8", quantize=True, calibration_pairs=given)
+    printed = "".join(capfd.readouterr())
+    for chatter in ("Statistics collection", "Smooth Quant", "INFO:nncf", "Loading weights", "Warning"):
+        assert chatter not in printed, printed
+    assert len(spy.batches) == 300
+    tokenizer = Predictor.from_pretrained(tiny_model_dir).tokenizer
+    encoded = {tuple(tokenizer(*pair, truncation=True, max_length=128)["input_ids"]) for pair in given}
+    calibrated = {tuple(b["input_ids"][0].tolist()) for b in spy.batches}
+    assert calibrated <= encoded and tuple(tokenizer(*given[0])["input_ids"]) in calibrated
+    assert Predictor.from_pretrained(out).runtime.name == "OpenVINO"
+
+
+def test_int8_without_calibration_pairs_asks_for_them(tiny_model_dir, model_dir, tmp_path):
+    with pytest.raises(CorpusError, match=r"records no training corpus.*pass calibration_pairs="):
+        export_openvino(tiny_model_dir, tmp_path / "int8", quantize=True)
+    with pytest.raises(ConfigError, match="calibration_pairs is empty"):
+        export_openvino(tiny_model_dir, tmp_path / "int8", quantize=True, calibration_pairs=[])
+    elsewhere = shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("openvino*"))
+    config = json.loads((elsewhere / "config.json").read_text(encoding="utf-8"))
+    config["korpair"]["corpus"] = {"name": "files", "train_file": str(tmp_path / "gone" / "train.jsonl"),
+                                   "validation_file": str(tmp_path / "gone" / "validation.jsonl")}
+    (elsewhere / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"cannot read the validation pairs.*pass calibration_pairs="):
+        export_openvino(elsewhere, tmp_path / "int8", quantize=True)
+    assert not (tmp_path / "int8").exists()
+
+
+def test_without_the_extra_korpair_says_how_to_install_it(tiny_model_dir, exports, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(KorpairError, match=r'nncf is missing.*pip install "korpair\[openvino\]"'):
+        export_openvino(tiny_model_dir, tmp_path / "int8", quantize=True, calibration_pairs=[("가", "나")])
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(KorpairError, match=r'openvino is missing.*pip install "korpair\[openvino\]"'):
+        export_openvino(tiny_model_dir, tmp_path / "fp32")
+    with pytest.raises(KorpairError, match=r'pip install "korpair\[openvino\]"'):
+        Predictor.from_pretrained(exports["fp32"])
+    assert not (tmp_path / "fp32").exists() and not (tmp_path / "int8").exists()
+
+
+def test_failed_export_leaves_no_folder_and_the_old_one_untouched(tiny_model_dir, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(korpair_openvino, "_convert", broken)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        export_openvino(tiny_model_dir, tmp_path / "openvino")
+    assert list(tmp_path.iterdir()) == [], "no folder, and no temporary folder left behind"
+    monkeypatch.undo()
+    folder = export_openvino(tiny_model_dir, tmp_path / "openvino")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    monkeypatch.setattr(korpair_openvino, "_quantize_int8", broken)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        export_openvino(tiny_model_dir, folder, quantize=True, calibration_pairs=[("비가 온다", "날씨가 맑다")])
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["openvino"]
+
+
+def test_bad_folders_devices_and_precisions_are_named(exports, tiny_model_dir, tmp_path):
+    with pytest.raises(ModelFolderError, match=r"already an OpenVINO model folder; export the PyTorch model folder"):
+        export_openvino(exports["fp32"], tmp_path / "again")
+    with pytest.raises(ModelFolderError, match="must differ from the model folder"):
+        export_openvino(tiny_model_dir, tiny_model_dir)
+    with pytest.raises(ConfigError, match="an OpenVINO model runs on 'cpu'"):
+        Predictor.from_pretrained(exports["fp32"], device="cuda")
+    with pytest.raises(ConfigError, match="precision '16'.*precision='32'"):
+        Predictor.from_pretrained(exports["fp32"], precision="16")
+    junk = shutil.copytree(exports["fp32"], tmp_path / "junk")
+    (junk / "openvino_model.xml").write_text("<net", encoding="utf-8")
+    with pytest.raises(ModelFolderError, match=r"openvino_model\.xml: OpenVINO cannot load it"):
+        Predictor.from_pretrained(junk)
+
+
+def test_each_answer_is_its_own_array(exports, test_pairs):
+    """The requests' output buffers are reused from call to call; what logits returns is not."""
+    predictor = Predictor.from_pretrained(exports["int8"])
+    collate = PairCollator(predictor.tokenizer.pad_token_id, None)
+    feats = encode_pairs(predictor.tokenizer, test_pairs[:8], None, 48)
+    first = predictor.runtime.logits(collate([feats[i] for i in range(4)]))
+    kept = first.copy()
+    predictor.runtime.logits(collate([feats[i] for i in range(4, 8)]))
+    np.testing.assert_array_equal(first, kept)
+    assert first.dtype == np.float32 and first.shape == (4, 3)
+
+
+def test_a_regression_model_exports_too(tiny_regressor_dir, tmp_path, test_pairs):
+    folder = export_openvino(tiny_regressor_dir, tmp_path / "openvino")
+    ours = Predictor.from_pretrained(tiny_regressor_dir).predict_scores(test_pairs)
+    predictor = Predictor.from_pretrained(folder)
+    assert predictor.task == "regression"
+    np.testing.assert_allclose(predictor.predict_scores(test_pairs), ours,
+                               atol=5e-2 if predictor.precision == "bf16" else 1e-4)
