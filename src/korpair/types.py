@@ -22,6 +22,8 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")
 # The precision names korpair accepts; korpair.hardware says what each means on the hardware at hand.
 TRAIN_PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 INFERENCE_PRECISIONS = ("32", "bf16", "16")
+# Ways to run a model folder (korpair.inference.backends); "auto" is the fastest one its export measured.
+BACKEND_NAMES = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8")
 # Where a run's curves, config and final metrics can go: Lightning's loggers of these names.
 TRACKERS = ("csv", "tensorboard", "mlflow", "wandb")
 # What a model predicts: one label of a set, or one number (a similarity score).

@@ -90,7 +90,7 @@ def test_a_full_disk_in_export_exits_2_and_keeps_the_previous_export(tiny_model_
     out.mkdir()
     (out / "model.onnx").write_text("the previous export")
     monkeypatch.setattr(torch.onnx, "export", broken.no_space)
-    assert_error(run("export", tiny_model_dir, "-o", out), out, "no space left")
+    assert_error(run("export", tiny_model_dir, "--format", "onnx", "-o", out), out, "no space left")
     assert [p.name for p in out.iterdir()] == ["model.onnx"]
     assert (out / "model.onnx").read_text() == "the previous export"
 

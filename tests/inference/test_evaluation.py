@@ -44,8 +44,8 @@ def test_a_regression_report_has_its_metrics_plots_and_scores(regressor, tmp_pat
     assert sorted(report.files) == REGRESSION_FILES
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics == report.metrics
-    assert list(metrics) == ["data", "task", "n", "pearson", "spearman", "mse", "mae", "f1_at_3", "score_range",
-                             "calibration", "dropped_rows"]
+    assert list(metrics) == ["data", "backend", "task", "n", "pearson", "spearman", "mse", "mae", "f1_at_3",
+                             "score_range", "calibration", "dropped_rows"]
     assert metrics["dropped_rows"] == {}, "evaluate_pairs was told of no rows left out"
     assert (metrics["data"], metrics["task"], metrics["n"], metrics["score_range"]) == (
         "sts.jsonl", "regression", 40, [0, 5])

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import types
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -440,6 +441,29 @@ def test_a_request_that_does_not_fit_waits_for_the_next_batch():
 
     assert all(r.status_code == 200 for r in asyncio.run(run_with_app(app, scenario)))
     assert sorted(fake.batch_sizes) == [2, 3]  # 3 + 2 > 4: never merged, never split
+
+
+def test_a_lone_client_never_waits_for_company_and_a_busy_server_waits_for_as_many_as_it_had():
+    fake = FakeClassifier()
+    app = create_app(fake, ServeLimits(max_batch_size=8, max_wait_ms=1_500))
+
+    async def scenario(client):
+        started = time.perf_counter()
+        for _ in range(3):  # one client, one request at a time: each goes at once
+            assert (await client.post("/predict", json=one())).status_code == 200
+        alone = time.perf_counter() - started
+        await asyncio.gather(*(client.post("/predict", json=one()) for _ in range(4)))  # a batch of 4
+        started = time.perf_counter()
+        first = asyncio.ensure_future(client.post("/predict", json=one()))
+        await asyncio.sleep(0.2)  # company comes late, but within max_wait_ms: the batch waits for it
+        rest = [asyncio.ensure_future(client.post("/predict", json=one())) for _ in range(3)]
+        await asyncio.gather(first, *rest)
+        return alone, time.perf_counter() - started
+
+    alone, together = asyncio.run(run_with_app(app, scenario))
+    assert alone < 1.0  # three waits of max_wait_ms would take 4.5 s
+    assert fake.batch_sizes == [1, 1, 1, 4, 4]
+    assert together < 1.2
 
 
 def test_batching_off_predicts_each_request_alone_one_at_a_time():

@@ -30,6 +30,8 @@ from korpair.api.checks import (
     writable_dir,
     writable_file,
 )
+from korpair.api.exporting import export as export  # re-exported
+from korpair.api.exporting import export_backends as export_backends
 from korpair.api.prediction_files import PairCount, check_input, prediction_writer, verbatim_pairs
 from korpair.api.publish import PushPlan as PushPlan  # re-exported
 from korpair.api.publish import push_to_hub as push_to_hub
@@ -39,7 +41,7 @@ from korpair.corpora import BUILTIN_CORPORA, read_pairs, read_split, resolve_fil
 from korpair.errors import ConfigError, CorpusError
 from korpair.hardware import check_inference_precision
 from korpair.inference import EvalReport, Predictor, evaluate_pairs
-from korpair.inference.onnx import export_onnx
+from korpair.inference.backends import check_backend
 from korpair.inference.report import REPORT_NAME, write_report
 from korpair.model_folder import SECTION, corpus_config, model_task, read_section
 from korpair.quiet import quiet
@@ -49,13 +51,6 @@ from korpair.types import Pair, Prediction, ScoreRange
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
-
-
-def export(model_dir: str | Path, output_dir: str | Path | None = None, quantize: bool = False, *,
-           verbose: bool = False) -> Path:
-    """Export a model folder to ONNX (optionally int8-quantized) for ``predict``, ``evaluate`` and ``serve``."""
-    with quiet(verbose):
-        return export_onnx(model_dir, output_dir, quantize=quantize)
 
 
 def train(config: str | Path | TrainConfig | dict | None = "sample", overrides: Sequence[str] = (),
@@ -86,7 +81,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
              text_a_column: str | None = None, text_b_column: str | None = None,
              label_column: str | None = None, encoding: str = "utf-8", fmt: str = "auto",
              data_dir: str | Path | None = None, device: str | None = None, precision: str = "32",
-             trust_remote_code: bool = False, calibrated: bool = True, report: bool = False,
+             backend: str = "auto", trust_remote_code: bool = False, calibrated: bool = True, report: bool = False,
              verbose: bool = False) -> EvalReport:
     """Score a model on a labelled file (``data``), a split of a corpus, or by default its own data.
 
@@ -106,6 +101,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
     with quiet(verbose):
         at_least_one("batch_size", batch_size)
         check_inference_precision(precision)
+        check_backend(backend)
         task = _local_task(model_dir)
         cfg = resolved = None
         if data is not None:
@@ -124,7 +120,7 @@ def evaluate(model_dir: str | Path, data: str | Path | None = None, *, corpus: s
             output_dir = base / f"eval-{stem}"
         writable_dir(output_dir)
 
-        predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision,
+        predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision, backend=backend,
                                               trust_remote_code=trust_remote_code, calibrated=calibrated)
         regression = predictor.task == "regression"
         dropped: Counter = Counter()
@@ -201,12 +197,13 @@ def _recorded_corpus(model_dir: Path, split: str) -> tuple[CorpusConfig, str]:
 
 def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batch_size: int = 64,
             precision: str = "32", trust_remote_code: bool = False, *, device: str | None = None,
-            calibrated: bool = True, verbose: bool = False) -> list[Prediction]:
+            backend: str = "auto", calibrated: bool = True, verbose: bool = False) -> list[Prediction]:
     """Classify (or score) pairs in memory (loads the model each call: keep a ``Predictor`` for repeated use)."""
     with quiet(verbose):
         at_least_one("batch_size", batch_size)
         check_inference_precision(precision)
-        predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision,
+        check_backend(backend)
+        predictor = Predictor.from_pretrained(model_dir, device=device, precision=precision, backend=backend,
                                               trust_remote_code=trust_remote_code, calibrated=calibrated)
         return predictor.predict(pairs, batch_size=batch_size)
 
@@ -214,8 +211,8 @@ def predict(model_dir: str | Path, pairs: Sequence[Pair | tuple[str, str]], batc
 def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, output_file: str | Path, *,
                  batch_size: int = 64, text_a_column: str | None = None, text_b_column: str | None = None,
                  encoding: str = "utf-8", fmt: str = "auto", progress: bool = False, device: str | None = None,
-                 precision: str = "32", trust_remote_code: bool = False, calibrated: bool = True,
-                 verbose: bool = False) -> int:
+                 precision: str = "32", backend: str = "auto", trust_remote_code: bool = False,
+                 calibrated: bool = True, verbose: bool = False) -> int:
     """Stream pairs from a CSV/TSV/JSONL/JSON file to a file of predictions; returns the number written.
 
     The output format comes from ``output_file``'s extension (``.jsonl``,
@@ -231,6 +228,7 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
         out_format = output_format(output_file)
         at_least_one("batch_size", batch_size)
         check_inference_precision(precision)
+        check_backend(backend)
         known_encoding(encoding)
         input_file = Path(input_file)
         fmt = readable_file(input_file, fmt)
@@ -240,7 +238,8 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
         total = check_input(input_file, fmt, encoding, columns, out_format)
 
         predictor = model_dir if isinstance(model_dir, Predictor) else Predictor.from_pretrained(
-            model_dir, device=device, precision=precision, trust_remote_code=trust_remote_code, calibrated=calibrated)
+            model_dir, device=device, precision=precision, backend=backend, trust_remote_code=trust_remote_code,
+            calibrated=calibrated)
         labels = None if predictor.task == "regression" else predictor.labels
         pairs = (pair for _, pair in verbatim_pairs(input_file, fmt, encoding, columns))
         with prediction_writer(output_file, out_format, labels) as write, PairCount(progress, total) as shown:
@@ -251,11 +250,12 @@ def predict_file(model_dir: str | Path | Predictor, input_file: str | Path, outp
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          precision: str = "32", limits: dict | None = None, calibrated: bool = True, verbose: bool = False) -> None:
+          precision: str = "32", backend: str = "auto", limits: dict | None = None, calibrated: bool = True,
+          verbose: bool = False) -> None:
     """Serve a model folder over HTTP (JSON API and web page) until interrupted."""
     from korpair.serve import ServeLimits, run_server
 
     checked = ServeLimits.from_dict(limits or {}, "korpair serve")
     with quiet(verbose):
         run_server(model_dir, host=host, port=port, limits=checked, device=device, precision=precision,
-                   calibrated=calibrated)
+                   backend=backend, calibrated=calibrated)

@@ -21,7 +21,7 @@ from rich.markup import escape
 from korpair.cli.options import LogFlags, command_flags, in_flags
 from korpair.errors import KorpairError, TrainingInterrupted
 from korpair.quiet import LIGHTNING_LOGGERS
-from korpair.types import INFERENCE_PRECISIONS
+from korpair.types import BACKEND_NAMES, INFERENCE_PRECISIONS
 from korpair.version import __version__
 
 app = typer.Typer(
@@ -74,6 +74,10 @@ Precision = Annotated[InferencePrecision, typer.Option(
 Calibrated = Annotated[bool, typer.Option(
     help="apply the calibration fitted at training (the model folder's temperature); --no-calibration gives the "
          "model's raw probabilities")]
+BackendName = Enum("BackendName", {name: name for name in BACKEND_NAMES}, type=str)
+Backend = Annotated[BackendName, typer.Option(
+    help="what runs the model: auto is the fastest backend `korpair export` measured for the folder (PyTorch "
+         "where it has not been exported, or with --precision bf16 or 16); or one exported backend by name")]
 DEFAULT_PRECISION = InferencePrecision("32" if "32" in INFERENCE_PRECISIONS else INFERENCE_PRECISIONS[0])
 
 

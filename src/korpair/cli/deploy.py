@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from korpair.cli.app import DEFAULT_PRECISION, Calibrated, Precision, fail, out, run, verbose
+from korpair.cli.app import DEFAULT_PRECISION, Backend, BackendName, Calibrated, Precision, fail, out, run, verbose
 
 
 def serve(
@@ -19,6 +19,9 @@ def serve(
         help="pairs per model call, gathered from concurrent requests", show_default="32")] = None,
     max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a request may wait for others to batch with",
                                                          show_default="5")] = None,
+    max_batch_tokens: Annotated[Optional[int], typer.Option(
+        help="padded tokens per model call: merged requests run longest first in calls this size",
+        show_default="2048")] = None,
     batching: Annotated[bool, typer.Option("--batching/--no-batching",
                                            help="merge concurrent requests into one model call")] = True,
     max_text_chars: Annotated[Optional[int], typer.Option(help="characters per premise or hypothesis",
@@ -41,39 +44,73 @@ def serve(
              "'*.example.org' subdomains, '*' any)", metavar="NAMES", show_default="none")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N", show_default="cuda if available")] = None,
     precision: Precision = DEFAULT_PRECISION,
+    backend: Backend = BackendName.auto,
     calibration: Calibrated = True,
 ) -> None:
     """Serve a model over HTTP: JSON API (/predict, /docs) and a Korean demo page (/). Ctrl+C stops it."""
     from korpair import api
 
     # Only the options given: ServeLimits holds the defaults.
-    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "batching": batching,
+    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
+               "max_batch_tokens": max_batch_tokens, "batching": batching,
                "max_text_chars": max_text_chars, "max_pairs": max_pairs, "max_body_bytes": max_body_bytes,
                "max_queue_pairs": max_queue_pairs, "request_timeout_s": request_timeout_s,
                "header_timeout_s": header_timeout_s, "keep_alive_s": keep_alive_s, "max_connections": max_connections,
                "allowed_hosts": allowed_hosts}
     run(lambda: api.serve(model_dir, host=host, port=port, device=device, precision=precision.value,
-                          calibrated=calibration, limits={k: v for k, v in options.items() if v is not None},
-                          verbose=verbose()), "serve")
+                          backend=backend.value, calibrated=calibration,
+                          limits={k: v for k, v in options.items() if v is not None}, verbose=verbose()), "serve")
 
 
 def export(
     model_dir: Annotated[Path, typer.Argument(help="model folder to export")],
-    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
-    quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 quantization")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o",
-                                                       help="default: MODEL_DIR/onnx (or onnx-int8)")] = None,
+    format: Annotated[str, typer.Option(
+        "--format", help="auto: every backend this installation runs (ONNX, OpenVINO: fp32 and int8), each timed "
+                         "here, the fastest recorded for predict/evaluate/serve; or onnx, openvino")] = "auto",
+    quantize: Annotated[Optional[str], typer.Option(
+        help="int8 (with --format onnx or openvino): int8 weights; OpenVINO's is calibrated on real pairs")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(
+        "--output-dir", "-o", help="with --format onnx/openvino; default: MODEL_DIR/FORMAT (or FORMAT-int8)")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="pairs to time and calibrate on (CSV/TSV/JSONL/JSON); default: the model's own validation split")] = None,
+    min_agreement: Annotated[float, typer.Option(
+        help="with --format auto: the share of pairs a backend must label as PyTorch fp32 does to be chosen")] = 0.99,
 ) -> None:
-    """Export to ONNX for ONNX Runtime; predict, evaluate and serve accept the exported folder."""
+    """Export for faster inference: every backend, timed on this machine (default), or one format."""
     from korpair import api
 
-    if format != "onnx":
-        fail(f"--format {format!r}: only 'onnx' is supported")
+    if format not in ("auto", "onnx", "openvino"):
+        fail(f"--format {format!r}: expected auto, onnx or openvino")
     if quantize not in (None, "int8"):
         fail(f"--quantize {quantize!r}: only 'int8' is supported")
-    folder = run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8",
-                                     verbose=verbose()), "export")
+    if format == "auto":
+        if quantize is not None or output_dir is not None:
+            fail("--quantize and --output-dir go with --format onnx or openvino; --format auto exports every "
+                 "backend into the model folder")
+        record = run(lambda: api.export_backends(model_dir, data, min_agreement=min_agreement, verbose=verbose(),
+                                                 progress=lambda m: out.print(f"  {m}", highlight=False)), "export")
+        _print_backends(model_dir, record)
+        return
+    folder = run(lambda: api.export(model_dir, output_dir, quantize=quantize == "int8", format=format, data=data,
+                                    verbose=verbose()), "export")
     out.print(f"exported to {folder}  (korpair predict/evaluate/serve {folder})")
+
+
+def _print_backends(model_dir: Path, record: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"backends of {model_dir} on {record['machine']['cpu']}")
+    for col in ("backend", "pairs/s", "vs torch", "agreement", ""):
+        table.add_column(col, justify="left" if col in ("backend", "") else "right")
+    base = record["backends"]["torch"]["pairs_per_s"]
+    for name, entry in record["backends"].items():
+        agree = entry.get("label_agreement", entry.get("spearman"))
+        mark = "chosen" if name == record["fastest"] else ("" if entry["eligible"] else "agreement too low")
+        table.add_row(name, f"{entry['pairs_per_s']:.1f}", f"{entry['pairs_per_s'] / base:.2f}x",
+                      "reference" if name == "torch" else ("-" if agree is None else f"{agree:.4f}"), mark)
+    out.print(table)
+    out.print(f"korpair predict/evaluate/serve {model_dir} now run on {record['fastest']} "
+              f"(--backend NAME picks another; recorded in {model_dir / 'backends.json'})", highlight=False)
 
 
 def push(

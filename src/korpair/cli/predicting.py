@@ -18,6 +18,8 @@ from rich.table import Table
 
 from korpair.cli.app import (
     DEFAULT_PRECISION,
+    Backend,
+    BackendName,
     Calibrated,
     Precision,
     TrustRemoteCode,
@@ -48,6 +50,7 @@ def evaluate(
     encoding: Annotated[str, typer.Option(help="file encoding, e.g. cp949")] = "utf-8",
     batch_size: BatchSize = 64,
     precision: Precision = DEFAULT_PRECISION,
+    backend: Backend = BackendName.auto,
     trust_remote_code: TrustRemoteCode = False,
     calibration: Calibrated = True,
     report: Annotated[bool, typer.Option(
@@ -65,11 +68,13 @@ def evaluate(
     result = run(lambda: api.evaluate(model_dir, data, corpus=corpus, split=split, output_dir=output_dir,
                                       batch_size=batch_size, text_a_column=text_a_column,
                                       text_b_column=text_b_column, label_column=label_column, encoding=encoding,
-                                      data_dir=data_dir, precision=precision.value, calibrated=calibration,
-                                      report=report, trust_remote_code=trust_remote_code, verbose=verbose()),
+                                      data_dir=data_dir, precision=precision.value, backend=backend.value,
+                                      calibrated=calibration, report=report, trust_remote_code=trust_remote_code,
+                                      verbose=verbose()),
                  "evaluate")
     m = result.metrics
-    out.print(f"evaluated: {m['data']}", highlight=False)
+    backend = f"  (backend {m['backend']})" if m.get("backend") not in (None, "torch") else ""
+    out.print(f"evaluated: {m['data']}{backend}", highlight=False)
     if m.get("task") == "regression":
         _print_regression(m)
     else:
@@ -138,6 +143,7 @@ def predict(
     encoding: Annotated[str, typer.Option(help="input encoding, e.g. cp949")] = "utf-8",
     batch_size: BatchSize = 64,
     precision: Precision = DEFAULT_PRECISION,
+    backend: Backend = BackendName.auto,
     trust_remote_code: TrustRemoteCode = False,
     calibration: Calibrated = True,
 ) -> None:
@@ -151,8 +157,8 @@ def predict(
             n = run(lambda: api.predict_file(model_dir, input, output, batch_size=batch_size,
                                              text_a_column=text_a_column, text_b_column=text_b_column,
                                              encoding=encoding, progress=True, precision=precision.value,
-                                             calibrated=calibration, trust_remote_code=trust_remote_code,
-                                             verbose=verbose()), "predict")
+                                             backend=backend.value, calibrated=calibration,
+                                             trust_remote_code=trust_remote_code, verbose=verbose()), "predict")
         except BrokenPipeError:  # `korpair predict -o - ... | head`: the reader has all it wants
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
@@ -160,7 +166,7 @@ def predict(
         return
     if premise is None or hypothesis is None:
         fail("give --premise and --hypothesis, or --input and --output")
-    [p] = run(lambda: api.predict(model_dir, [(premise, hypothesis)], precision=precision.value,
+    [p] = run(lambda: api.predict(model_dir, [(premise, hypothesis)], precision=precision.value, backend=backend.value,
                                   calibrated=calibration, trust_remote_code=trust_remote_code, verbose=verbose()),
               "predict")
     out.print_json(json.dumps({"premise": premise, "hypothesis": hypothesis, **p.to_dict()}, ensure_ascii=False))

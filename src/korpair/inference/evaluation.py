@@ -96,7 +96,8 @@ def _classification(predictor: Predictor, pairs: Sequence[Pair], batch_size: int
     logits = predictor.predict_logits(pairs, batch_size=batch_size)
     probs = softmax(logits, predictor.temperature)  # float64: the metrics of the answers given, to the digit
     gold = np.array([names.index(p.label) for p in pairs])
-    metrics = {"data": source, **classification_report(gold.tolist(), probs.argmax(-1).tolist(), names)}
+    metrics = {"data": source, "backend": getattr(predictor, "backend", None),
+               **classification_report(gold.tolist(), probs.argmax(-1).tolist(), names)}
     metrics.update(calibration_metrics(probs, gold))
     # With and without the fitted temperature, whichever the predictor applies: what calibration buys here.
     fitted = predictor.calibration["temperature"] if predictor.calibration is not None else None
@@ -144,7 +145,8 @@ def _regression(predictor: Predictor, pairs: Sequence[Pair], batch_size: int, so
     mapped = fitted["scale"] * raw + fitted["shift"] if fitted is not None else None
     scores = [float(s) for s in (mapped if mapped is not None and predictor.calibrated else raw)]
     bounds = predictor.score_range
-    metrics = {"data": source, **regression_report(gold, scores, (bounds.low, bounds.high))}
+    metrics = {"data": source, "backend": getattr(predictor, "backend", None),
+               **regression_report(gold, scores, (bounds.low, bounds.high))}
     truth = np.asarray(gold)
     errors = lambda s: {"mse": float(np.mean((s - truth) ** 2)), "mae": float(np.mean(np.abs(s - truth)))}  # noqa: E731
     metrics["calibration"] = {

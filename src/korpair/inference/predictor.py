@@ -27,10 +27,11 @@ from transformers import AutoTokenizer
 
 from korpair.atomic import recover_dir
 from korpair.calibration import softmax
-from korpair.errors import ModelFolderError, loading_error
+from korpair.errors import ConfigError, ModelFolderError, loading_error
 from korpair.features import PairCollator, encode_pairs
 from korpair.hardware import check_inference_precision, pad_multiple
-from korpair.inference.runtimes import ONNX_MODEL_FILE, Runtime, load_runtime
+from korpair.inference.backends import BACKENDS, resolve_backend
+from korpair.inference.runtimes import ONNX_MODEL_FILE, OPENVINO_MODEL_FILE, Runtime, load_runtime
 from korpair.model_folder import (
     REGRESSION_TASK,
     SECTION,
@@ -72,6 +73,7 @@ class Predictor:
         self.max_seq_length = max_seq_length
         self.task = task
         self.score_range = score_range if score_range is not None else ScoreRange()
+        self.backend = "torch" if runtime.name == "PyTorch" else runtime.name  # what from_pretrained chose
         self._collate = PairCollator(tokenizer.pad_token_id or 0, pad_multiple("auto", runtime.device.type))
 
     @property
@@ -86,7 +88,7 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | None = None,
-                        max_seq_length: int | None = None, precision: str = "32",
+                        max_seq_length: int | None = None, precision: str = "32", backend: str = "auto",
                         trust_remote_code: bool = False, calibrated: bool = True) -> Predictor:
         """Load a model folder: PyTorch, or ONNX as ``export_onnx`` writes it (fp32 or int8), or a hub name.
 
@@ -99,19 +101,30 @@ class Predictor:
         the weights, a bad ``korpair`` section) is refused with a
         ``ModelFolderError`` that names the file. ``calibrated=False`` gives the
         model's raw probabilities (or scores), without the calibration training
-        fitted and stored in the folder.
+        fitted and stored in the folder. ``backend`` picks the runtime among those
+        exported into the folder (``korpair.inference.backends``): ``"auto"`` is
+        the fastest one ``export_backends`` recorded there (PyTorch where there
+        is no record, or where ``precision`` is set), a name such as
+        ``"onnx-int8"`` that one.
         """
         check_inference_precision(precision)
         path = Path(name_or_path)
         recover_dir(path)  # a model swap that a killed process left half-done
+        chosen = "torch"
+        if path.is_dir() and (path / "config.json").is_file():
+            path, precision, chosen = resolve_backend(path, backend, precision)
+            name_or_path = path
+        elif backend not in ("auto", "torch"):
+            raise ConfigError(f"backend {backend!r}: {name_or_path} is not a local model folder, so only "
+                              "backend='torch' (or 'auto') applies")
         if not path.exists() and not HUB_ID.fullmatch(str(name_or_path)):
             raise ModelFolderError(f"{path}: no such model folder (nor a hub name like 'org/model')")
         if path.exists() and not (path / "config.json").is_file():
             hint = ""
             if (path / "model" / "config.json").is_file():
                 hint = f"; did you mean {path / 'model'}?"
-            elif (path / ONNX_MODEL_FILE).is_file():
-                hint = "; an ONNX folder needs the config.json and tokenizer that export_onnx writes beside it"
+            elif (path / ONNX_MODEL_FILE).is_file() or (path / OPENVINO_MODEL_FILE).is_file():
+                hint = "; an exported folder needs the config.json and tokenizer that the export writes beside it"
             raise ModelFolderError(f"{path}: not a model folder (no config.json){hint}")
         runtime = load_runtime(name_or_path, device=device, precision=precision,
                                trust_remote_code=trust_remote_code)
@@ -133,21 +146,27 @@ class Predictor:
             raise ModelFolderError(f"{name_or_path}: config.json: {SECTION}.calibration: {problem}")
         predictor = cls(runtime, tokenizer, labels, max_seq_length=max_seq_length, task=task,
                         score_range=score_range(path), calibration=calibration, calibrated=calibrated)
+        if chosen == "torch" and runtime.name != "PyTorch":  # an exported folder, loaded by its own path
+            chosen = path.name if path.name in BACKENDS else runtime.name
+        predictor.backend = chosen if chosen != "torch" or precision == "32" else f"torch-{precision}"
         outputs = "a score" if task == "regression" else "labels: " + ", ".join(predictor.labels)
         if calibration is not None and calibrated:
             outputs += ", calibrated"
-        log.info("loaded %s on %s, %s, precision %s (%s)", name_or_path, runtime.name, predictor.device,
-                 predictor.precision, outputs)
+        log.info("loaded %s on %s (backend %s), %s, precision %s (%s)", name_or_path, runtime.name, chosen,
+                 predictor.device, predictor.precision, outputs)
         return predictor
 
-    def predict(self, pairs: Iterable[PairLike], batch_size: int = 64) -> list[Prediction]:
+    def predict(self, pairs: Iterable[PairLike], batch_size: int = 64,
+                max_tokens: int | None = None) -> list[Prediction]:
         """Classify (or score) pairs; results come back in input order.
 
-        Pairs are sorted by length internally so each batch pads little.
+        Pairs are sorted by length internally so each batch pads little
+        (``max_tokens``: see ``predict_logits``).
         """
         if self.task == "regression":
-            return [Prediction(None, {}, score=float(v)) for v in self.predict_scores(list(pairs), batch_size)]
-        probs = self.predict_proba(list(pairs), batch_size)
+            return [Prediction(None, {}, score=float(v))
+                    for v in self.predict_scores(list(pairs), batch_size, max_tokens)]
+        probs = self.predict_proba(list(pairs), batch_size, max_tokens)
         return [
             Prediction(self.labels[int(row.argmax())], {n: float(v) for n, v in zip(self.labels, row)})
             for row in probs
@@ -160,38 +179,51 @@ class Predictor:
             return float(self.calibration["temperature"])
         return 1.0
 
-    def predict_proba(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, pairs: Sequence[PairLike], batch_size: int = 64,
+                      max_tokens: int | None = None) -> np.ndarray:
         """Probabilities, shape ``(len(pairs), num_labels)``, in input order (a classifier's), calibrated
         while ``calibrated``."""
         if self.task == "regression":
             raise ValueError("a regression model gives one score per pair, not probabilities: use predict_scores")
-        return self.probabilities(self.predict_logits(pairs, batch_size))
+        return self.probabilities(self.predict_logits(pairs, batch_size, max_tokens))
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """``predict_logits``' output as this predictor's probabilities (at its ``temperature``)."""
         return softmax(logits, self.temperature).astype(np.float32)
 
-    def predict_scores(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
+    def predict_scores(self, pairs: Sequence[PairLike], batch_size: int = 64,
+                       max_tokens: int | None = None) -> np.ndarray:
         """A regression model's scores, shape ``(len(pairs),)``, in input order, not clipped: its output, mapped
         by the fitted calibration while ``calibrated``."""
         if self.task != "regression":
             raise ValueError("a classifier gives probabilities: use predict_proba")
-        scores = self.predict_logits(pairs, batch_size)[:, 0]
+        scores = self.predict_logits(pairs, batch_size, max_tokens)[:, 0]
         if self.calibrated and self.calibration is not None:
             scores = (self.calibration["scale"] * scores.astype(np.float64) + self.calibration["shift"])
         return scores.astype(np.float32)
 
-    def predict_logits(self, pairs: Sequence[PairLike], batch_size: int = 64) -> np.ndarray:
-        """The model's raw outputs, shape ``(len(pairs), num_labels)``, in input order (no calibration)."""
+    def predict_logits(self, pairs: Sequence[PairLike], batch_size: int = 64,
+                       max_tokens: int | None = None) -> np.ndarray:
+        """The model's raw outputs, shape ``(len(pairs), num_labels)``, in input order (no calibration).
+
+        Pairs run longest first, ``batch_size`` at a time; ``max_tokens`` also
+        caps each batch's padded size (pairs x its longest pair's tokens), so a
+        batch of short pairs is not padded to a long one's length: what the
+        server asks for, whose batches mix whatever requests came in together.
+        """
         pairs = [_as_pair(p, i) for i, p in enumerate(pairs)]
         out = np.empty((len(pairs), len(self.labels)), dtype=np.float32)
         if not pairs:
             return out
         feats = encode_pairs(self.tokenizer, pairs, None, self.max_seq_length)
         order = np.argsort(-feats.lengths, kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        start = 0
+        while start < len(order):
+            size = batch_size if max_tokens is None else min(batch_size, max(1, max_tokens // int(
+                feats.lengths[order[start]])))
+            idx = order[start : start + size]
             out[idx] = self.runtime.logits(self._collate([feats[i] for i in idx]))
+            start += size
         return out
 
     def predict_stream(self, pairs: Iterable[PairLike], batch_size: int = 64,

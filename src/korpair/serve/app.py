@@ -104,7 +104,8 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     temperature = float(classifier.temperature) if calibrated and not regression else None
     One, Many = answer_models("regression" if regression else "classification", span)
     batcher = MicroBatcher(classifier, max_batch_size=limits.max_batch_size, max_wait_ms=limits.max_wait_ms,
-                           batching=limits.batching, max_queue_pairs=limits.max_queue_pairs)
+                           batching=limits.batching, max_queue_pairs=limits.max_queue_pairs,
+                           max_batch_tokens=limits.max_batch_tokens)
     page = render_page(importlib.resources.files("korpair.serve").joinpath("page.html").read_text(encoding="utf-8"),
                        span)
     started = time.monotonic()
@@ -165,6 +166,7 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
         return HealthOut(status="ok" if batcher.is_running else "stopped", labels=labels,
                          task="regression" if regression else "classification",
                          score_range=[span.low, span.high] if span else None, temperature=temperature,
+                         backend=getattr(classifier, "backend", None),
                          uptime_s=round(time.monotonic() - started, 3), queue_depth=batcher.queue_depth,
                          batching=limits.batching)
 

@@ -2,9 +2,13 @@
 
 A transformer spends about as long on one pair as on a dozen, so under load it
 pays to wait a few milliseconds for company. Requests queue up; one worker
-task takes the oldest ones, up to ``max_batch_size`` pairs or until the oldest
-has waited ``max_wait_ms``, runs ONE ``predict`` in a worker thread (the event
-loop keeps serving), and hands each request its own slice of the results.
+task takes the oldest ones, as many pairs as the last batch had (so a lone
+client never waits, and a loaded server fills its batches; ``max_batch_size``
+at most) or what came until the oldest has waited ``max_wait_ms``, runs ONE
+``predict`` in a worker thread (the event loop keeps serving), and hands each
+request its own slice of the results. A classifier that takes ``max_tokens``
+(korpair's ``Predictor``) is asked to cut the batch into calls of at most
+``max_batch_tokens`` padded tokens, longest pairs first.
 
 With ``batching=False`` every request is predicted alone, still off the event
 loop. Either way a single worker thread calls the model, so calls never
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 from collections import deque
@@ -102,7 +107,8 @@ class MicroBatcher:
     """
 
     def __init__(self, classifier: Classifier, *, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 batching: bool = True, max_queue_pairs: int | None = None) -> None:
+                 batching: bool = True, max_queue_pairs: int | None = None,
+                 max_batch_tokens: int | None = None) -> None:
         if max_batch_size < 1 or max_wait_ms < 0 or (max_queue_pairs is not None and max_queue_pairs < 1):
             raise ValueError(f"need max_batch_size >= 1, max_wait_ms >= 0 and max_queue_pairs >= 1 (or None), "
                              f"got {max_batch_size}, {max_wait_ms} and {max_queue_pairs}")
@@ -111,7 +117,11 @@ class MicroBatcher:
         self.max_wait_s = max_wait_ms / 1000
         self.batching = batching
         self.max_queue_pairs = max_queue_pairs
+        # A classifier that can cap a call's padded tokens (korpair's Predictor) is asked to; a test fake is not.
+        takes_tokens = "max_tokens" in inspect.signature(classifier.predict).parameters
+        self._token_cap = {"max_tokens": max_batch_tokens} if takes_tokens and max_batch_tokens else {}
         self._seconds_per_pair = 0.0  # of the last model call: how fast the queue drains
+        self._last_batch_pairs = 1  # how much company the last batch had: what is worth waiting for
         self._queue: deque[_Job] = deque()
         self._queued_pairs = 0
         self._in_flight: list[_Job] = []
@@ -210,7 +220,12 @@ class MicroBatcher:
                 self._in_flight = []
 
     async def _wait_for_batch(self) -> None:
-        """Return once the queue holds a full batch, or its oldest job has waited ``max_wait_s``."""
+        """Return once the queue holds as many pairs as the last batch had (a full batch at most), or its oldest
+        job has waited ``max_wait_s``.
+
+        Waiting pays only when company is coming: a lone client (the last batch was one pair) goes at once,
+        and under load the batch fills up to the size it had, which is how many requests are in flight.
+        """
         while not self._queue:
             self._arrived.clear()
             await self._arrived.wait()
@@ -220,7 +235,7 @@ class MicroBatcher:
         # Counted from the oldest job's arrival: requests that queued up while the
         # model was busy have waited already and go at once.
         deadline = self._queue[0].enqueued_at + self.max_wait_s
-        while self._queued_pairs < self.max_batch_size:
+        while self._queued_pairs < min(self.max_batch_size, self._last_batch_pairs):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -239,6 +254,7 @@ class MicroBatcher:
             jobs.append(self._queue.popleft())
             size += len(jobs[-1].pairs)
         self._queued_pairs -= size
+        self._last_batch_pairs = max(1, size)
         return [job for job in jobs if not job.future.done()]  # done = stopped, or its caller gave up
 
     async def _run(self, jobs: list[_Job]) -> None:
@@ -269,7 +285,7 @@ class MicroBatcher:
             start = end
 
     def _call_model(self, pairs: list[Pair]) -> list[Prediction]:
-        predictions = list(self.classifier.predict(pairs, batch_size=self.max_batch_size))
+        predictions = list(self.classifier.predict(pairs, batch_size=self.max_batch_size, **self._token_cap))
         if len(predictions) != len(pairs):
             raise RuntimeError(f"classifier returned {len(predictions)} predictions for {len(pairs)} pairs")
         return predictions

@@ -48,6 +48,9 @@ class HealthOut(BaseModel):
     temperature: float | None = Field(
         None, description="the calibration temperature the probabilities are computed at (fitted on the validation "
         "split at training); null: the model's raw probabilities (none fitted, or served uncalibrated)")
+    backend: str | None = Field(
+        None, description="what runs the model (torch, torch-bf16, onnx, onnx-int8, openvino, openvino-int8): the "
+        "fastest one measured when the model was exported, unless the server was told otherwise")
     uptime_s: float = Field(description="seconds since the app started")
     queue_depth: int = Field(description="pairs waiting for the model")
     batching: bool

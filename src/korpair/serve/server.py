@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port: int = 8000,
                limits: ServeLimits | None = None, device: str | None = None, precision: str = "32",
-               calibrated: bool = True) -> None:
+               backend: str = "auto", calibrated: bool = True) -> None:
     """Load the model once, print the URL to open, and serve until Ctrl+C.
 
     ``model_dir`` is a model folder (or an already loaded ``Predictor``). A host
@@ -44,7 +44,7 @@ def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port
         run_server("runs/sample/model", port=8080, limits=ServeLimits(max_pairs=16))
         # korpair: serving runs/sample/model on http://127.0.0.1:8080/  (API docs: http://127.0.0.1:8080/docs)
     """
-    classifier = _load(model_dir, device, precision, calibrated)
+    classifier = _load(model_dir, device, precision, calibrated, backend)
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     _announce(model_dir, host, port, blocking=True)
@@ -93,7 +93,7 @@ class BackgroundServer:
 
 def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port: int = 8000,
                         limits: ServeLimits | None = None, device: str | None = None, precision: str = "32",
-                        log_level: str = "warning", startup_timeout_s: float = 60.0,
+                        backend: str = "auto", log_level: str = "warning", startup_timeout_s: float = 60.0,
                         calibrated: bool = True) -> BackgroundServer:
     """Start a server in a thread and return once it answers; for notebooks, where ``run_server`` would block.
 
@@ -105,7 +105,7 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
         server.url  # 'http://127.0.0.1:41237/'
         server.stop()
     """
-    classifier = _load(model_dir, device, precision, calibrated)
+    classifier = _load(model_dir, device, precision, calibrated, backend)
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     limits = limits or ServeLimits()
@@ -128,13 +128,14 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
 
 
 def _load(model_dir: str | Path | Classifier, device: str | None, precision: str = "32",
-          calibrated: bool = True) -> Classifier:
+          calibrated: bool = True, backend: str = "auto") -> Classifier:
     if isinstance(model_dir, Classifier):
         return model_dir
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
     from korpair.inference import Predictor
 
-    return Predictor.from_pretrained(model_dir, device=device, precision=precision, calibrated=calibrated)
+    return Predictor.from_pretrained(model_dir, device=device, precision=precision, backend=backend,
+                                     calibrated=calibrated)
 
 
 def _listen(host: str, port: int) -> socket.socket:
