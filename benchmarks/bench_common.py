@@ -178,3 +178,12 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
     lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after ``timeout_s`` (a server under test)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_info  # noqa: E402
+from bench_common import machine_info, stop_process  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABELS = ("entailment", "neutral", "contradiction")
@@ -196,11 +196,7 @@ def main() -> None:
                         rows.append({"model": name, "batching": mode, **row})
                         print(rows[-1], flush=True)
                 finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                    stop_process(proc)
     write_report(machine_info(("torch", "transformers", "fastapi", "uvicorn")), rows, args)
 
 
