@@ -229,3 +229,28 @@ def test_a_regression_model_exports_too(tiny_regressor_dir, tmp_path, test_pairs
     assert predictor.task == "regression"
     np.testing.assert_allclose(predictor.predict_scores(test_pairs), ours,
                                atol=5e-2 if predictor.precision == "bf16" else 1e-4)
+
+
+def test_loading_leaves_the_threads_signal_stack_alone(exports):
+    """OpenVINO's CPU plugin sets a small alternate signal stack on the thread that loads it; Python's handlers use
+    it, and a Ctrl+C during a later training run in the same process then died of a segmentation fault."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class Stack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    def current() -> tuple:
+        stack = Stack()
+        assert libc.sigaltstack(None, ctypes.byref(stack)) == 0
+        return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+    before = current()
+    Predictor.from_pretrained(exports["fp32"]).predict([("비가 온다", "날씨가 맑다")])
+    export_openvino(exports["fp32"].parent, exports["fp32"].parent / "again", quantize=True,
+                    calibration_pairs=[("비가 온다", "날씨가 맑다")] * 4)
+    assert current() == before
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)

@@ -40,7 +40,7 @@ from korpair.errors import ConfigError, CorpusError, KorpairError, ModelFolderEr
 from korpair.inference.onnx import Logits, check_export_source, example_inputs, load_export_source, write_companions
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import verbose
-from korpair.inference.runtimes import OPENVINO_MODEL_FILE, require_openvino
+from korpair.inference.runtimes import OPENVINO_MODEL_FILE, require_openvino, signal_stack_kept
 from korpair.model_folder import SECTION, corpus_config, model_task, read_section, trained_max_length
 from korpair.types import ScoreRange
 
@@ -92,7 +92,7 @@ def export_openvino(model_dir: str | Path, output_dir: str | Path | None = None,
         ov.save_model(converted, str(tmp / OPENVINO_MODEL_FILE), compress_to_fp16=False)
         write_companions(model_dir, model, tokenizer, tmp)
 
-    with disk_full_as_error(out):
+    with disk_full_as_error(out), signal_stack_kept():  # NNCF runs the model on OpenVINO's CPU plugin
         write_dir(out, fill)
     log.info("OpenVINO model%s written to %s", " (int8)" if quantize else "", out)
     return out

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import os
 import pickle
@@ -173,6 +174,11 @@ class OpenVinoRuntime:
         if device is not None and str(device) != "cpu":
             raise ConfigError(f"device {device!r}: an OpenVINO model runs on 'cpu'")
         check_inference_precision(precision)
+        with signal_stack_kept():
+            return cls._compile(ov, folder, precision, bf16)
+
+    @classmethod
+    def _compile(cls, ov, folder: Path, precision: str, bf16: bool | None) -> OpenVinoRuntime:
         core = ov.Core()
         has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if precision == "16" or (precision == "bf16" and not has_bf16):
@@ -244,6 +250,32 @@ def require_openvino(nncf: bool = False):
         raise KorpairError(f"OpenVINO support needs the openvino extra ({err.name} is missing): "
                            'pip install "korpair[openvino]"') from None
     return openvino
+
+
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def signal_stack_kept():
+    """Put back the calling thread's alternate signal stack after OpenVINO's CPU plugin has run.
+
+    Loading the plugin leaves a small alternate signal stack of its own on the thread (11 KiB, its memory not ours to
+    trust); Python installs its handlers with SA_ONSTACK, so a later Ctrl+C or SIGTERM in that thread (a
+    training run's interruption) was delivered on it and killed the process with a segmentation fault.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        before = _SignalStack()
+        if libc.sigaltstack(None, ctypes.byref(before)) != 0:
+            libc = None
+    except (OSError, AttributeError):  # not a POSIX libc: nothing to keep
+        libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.sigaltstack(ctypes.byref(before), None)
 
 
 def physical_cores() -> int:
