@@ -49,7 +49,10 @@ def test_auto_loads_the_recorded_backend_and_a_name_overrides_it(exported, train
     torch_model = Predictor.from_pretrained(model, backend="torch")
     assert torch_model.runtime.name == "PyTorch" and torch_model.backend == "torch"
     assert Predictor.from_pretrained(model, backend="onnx").runtime.name == "ONNX Runtime"
-    # an explicit precision means PyTorch, whatever the record says
+    # an explicit precision means PyTorch, whatever the record says; so does a GPU (the record times CPU backends)
+    assert Predictor.from_pretrained(model, device="cpu").backend == record["fastest"]
+    with pytest.raises(ConfigError, match="PyTorch sees no CUDA GPU"):  # not ONNX Runtime's or OpenVINO's error
+        Predictor.from_pretrained(model, device="cuda")
     assert Predictor.from_pretrained(model, precision="bf16").backend == "torch-bf16"
     pairs = [("비가 온다", "날씨가 맑다"), ("민수는 학교에 갔다", "민수는 집에 있다")]
     assert [p.label for p in torch_model.predict(pairs)] == [p.label for p in api.predict(model, pairs,

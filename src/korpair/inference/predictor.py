@@ -111,6 +111,8 @@ class Predictor:
         path = Path(name_or_path)
         recover_dir(path)  # a model swap that a killed process left half-done
         chosen = "torch"
+        if backend == "auto" and (device not in (None, "cpu") or (device is None and torch.cuda.is_available())):
+            backend = "torch"  # the record times CPU backends; on a GPU the model runs on PyTorch
         if path.is_dir() and (path / "config.json").is_file():
             path, precision, chosen = resolve_backend(path, backend, precision)
             name_or_path = path
