@@ -11,20 +11,18 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from korpair.api.checks import known_encoding, readable_file
-from korpair.config import CorpusConfig
-from korpair.corpora import read_pairs, read_split, resolve_files
+from korpair.corpora import read_pairs
 from korpair.errors import ConfigError, CorpusError
 from korpair.inference.backends import MIN_AGREEMENT
 from korpair.inference.backends import export_backends as _export_backends
 from korpair.inference.onnx import export_onnx
-from korpair.model_folder import SECTION, check_model_folder, corpus_config, model_task, read_section
+from korpair.inference.own_pairs import own_pairs
+from korpair.model_folder import check_model_folder
 from korpair.quiet import quiet
-from korpair.types import ScoreRange
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "openvino")
@@ -83,30 +81,7 @@ def probe_pairs(model_dir: str | Path, data: str | Path | None = None, *, text_a
         pairs = read_pairs(data, fmt=fmt, text_a_column=text_a_column, text_b_column=text_b_column,
                            require_label=False, encoding=encoding, limit=limit)
     else:
-        where = Path(model_dir) / "config.json"
-        cfg = corpus_config(read_section(model_dir), str(where))
-        if cfg is None:
-            raise CorpusError(f"{model_dir}: the model folder records no training corpus ({SECTION}.corpus in "
-                              f"{where}), so there are no pairs of its own to time and calibrate on; pass data= "
-                              "(a file of premise/hypothesis pairs)")
-        pairs = _own_pairs(model_dir, cfg, limit)
+        pairs = own_pairs(model_dir, limit, ask="pass data= (a file of premise/hypothesis pairs)")
     if not pairs:
         raise CorpusError(f"{data or model_dir}: no pairs to time and calibrate the backends on")
     return [(p.premise, p.hypothesis) for p in pairs]
-
-
-def _own_pairs(model_dir: str | Path, cfg: CorpusConfig, limit: int) -> list:
-    section = read_section(model_dir)
-    regression = model_task(model_dir) == "regression"
-    target = ScoreRange(*section["score_range"]) if regression and section.get("score_range") else (
-        ScoreRange() if regression else section.get("labels"))
-    for split in ("validation", "test", "train"):
-        try:
-            resolved = resolve_files(cfg, [split])
-        except CorpusError:
-            continue
-        if not all(path.is_file() for path in resolved.files.get(split) or [Path("-missing-")]):
-            continue
-        return read_split(cfg, split, target, Counter(), limit=limit, resolved=resolved)
-    raise CorpusError(f"{model_dir}: none of the splits of the corpus it records ({cfg.name}) can be read; pass "
-                      "data= (a file of premise/hypothesis pairs)")

@@ -35,14 +35,13 @@ import numpy as np
 import torch
 
 from korpair.atomic import write_dir
-from korpair.corpora import read_split
-from korpair.errors import ConfigError, CorpusError, KorpairError, ModelFolderError, disk_full_as_error
+from korpair.errors import ConfigError, ModelFolderError, disk_full_as_error
 from korpair.inference.onnx import Logits, check_export_source, example_inputs, load_export_source, write_companions
+from korpair.inference.own_pairs import own_pairs
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import verbose
 from korpair.inference.runtimes import OPENVINO_MODEL_FILE, require_openvino, signal_stack_kept
-from korpair.model_folder import SECTION, corpus_config, model_task, read_section, trained_max_length
-from korpair.types import ScoreRange
+from korpair.model_folder import trained_max_length
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +107,7 @@ def _calibration_pairs(model_dir: Path, given: Sequence[PairLike] | None) -> lis
         if not pairs:
             raise ConfigError(f"calibration_pairs is empty; {ask}")
     else:
-        where = model_dir / "config.json"
-        cfg = corpus_config(read_section(model_dir), str(where))
-        if cfg is None:
-            raise CorpusError(f"{model_dir}: int8 quantization is calibrated on real pairs, and the model folder "
-                              f"records no training corpus to take them from (no {SECTION}.corpus in {where}); "
-                              f"{ask}")
-        regression = model_task(model_dir) == "regression"
-        try:
-            pairs = read_split(cfg, "validation", ScoreRange() if regression else None)
-        except KorpairError as err:
-            raise CorpusError(f"{model_dir}: cannot read the validation pairs of the corpus the model was trained "
-                              f"on ({cfg.name}) to calibrate int8 quantization: {err}; or {ask}") from err
-        if not pairs:
-            raise CorpusError(f"{model_dir}: the validation split of {cfg.name} holds no pairs to calibrate int8 "
-                              f"quantization on; {ask}")
-        log.info("calibrating int8 quantization on the validation split of %s", cfg.name)
+        pairs = own_pairs(model_dir, MAX_CALIBRATION_PAIRS, ask=ask)
     if len(pairs) > MAX_CALIBRATION_PAIRS:
         pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, MAX_CALIBRATION_PAIRS).round().astype(int)]
     return pairs
