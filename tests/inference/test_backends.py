@@ -85,6 +85,7 @@ def test_a_backend_below_the_agreement_bar_is_never_chosen(trained_run, tmp_path
 
 
 def test_bad_backend_names_and_records(exported, tmp_path, caplog):
+    assert set(backends.BACKEND_CHOICES) == {"auto", *backends.BACKENDS}  # the CLI's choices are the real ones
     model, record = exported
     with pytest.raises(ConfigError, match="backend 'tpu'"):
         Predictor.from_pretrained(model, backend="tpu")
