@@ -51,6 +51,26 @@ def test_a_token_cap_splits_batches_without_changing_answers(predictor, monkeypa
     assert padded_tokens < 32 * long_len / 2  # one batch of 32 would pad every short pair to the long length
 
 
+def test_a_batch_of_mixed_lengths_runs_in_calls_of_like_lengths(predictor, monkeypatch):
+    # What a server's batch looks like: requests of every length together, no token cap needed to keep short
+    # pairs from being padded to the longest.
+    pairs = [LONG, SHORT] * 8
+    whole = np.stack([predictor.predict_logits([pair])[0] for pair in pairs])
+    calls = recorded_calls(predictor, monkeypatch)
+    mixed = predictor.predict_logits(pairs, batch_size=32)
+    np.testing.assert_allclose(mixed, whole, atol=1e-5)
+    long_len = len(predictor.tokenizer(*LONG)["input_ids"])
+    short_len = len(predictor.tokenizer(*SHORT)["input_ids"])
+    assert sorted(calls) == sorted([(8, long_len), (8, short_len)])
+
+
+def test_like_lengths_are_not_cut_into_calls_too_small_to_pay(predictor, monkeypatch):
+    pairs = [LONG] * 3 + [SHORT] * 4  # fewer than MIN_GROUP pairs: one call, however mixed
+    calls = recorded_calls(predictor, monkeypatch)
+    predictor.predict_logits(pairs, batch_size=32)
+    assert len(calls) == 1 and calls[0][0] == 7
+
+
 def test_a_pair_longer_than_the_cap_still_runs_alone(predictor, monkeypatch):
     calls = recorded_calls(predictor, monkeypatch)
     [p] = predictor.predict([LONG], max_tokens=1)
