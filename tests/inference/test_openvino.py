@@ -254,3 +254,24 @@ def test_loading_leaves_the_threads_signal_stack_alone(exports):
     assert current() == before
     with pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
+
+
+def test_a_lone_pair_runs_on_the_latency_compilation_when_batches_are_split_among_streams(exports, test_pairs):
+    predictor = Predictor.from_pretrained(exports["int8"])
+    runtime = predictor.runtime
+    streams = len(runtime._requests)
+    assert (runtime._small is not None) == (streams > 1)  # one stream: a lone pair runs on it as any batch does
+    assert "THROUGHPUT" in str(runtime.compiled.get_property("PERFORMANCE_HINT"))
+    collate = PairCollator(predictor.tokenizer.pad_token_id, None)
+    feats = encode_pairs(predictor.tokenizer, test_pairs[:8], None, 48)
+    small_calls = []
+    if runtime._small is not None:
+        real = runtime._small.infer
+        runtime._small = type("Spy", (), {"infer": lambda self, inputs: small_calls.append(1) or real(inputs)})()
+    alone = [runtime.logits(collate([feats[i]])) for i in range(8)]
+    assert len(small_calls) == (8 if streams > 1 else 0)
+    assert all(a.shape == (1, 3) for a in alone)
+    assert len({id(a) for a in alone}) == 8 and not np.shares_memory(alone[0], alone[1])  # each its own array
+    # the same graph compiled twice: a pair's answer does not depend on the company it came in
+    together = runtime.logits(collate([feats[i] for i in range(8)]))
+    np.testing.assert_allclose(np.concatenate(alone), together, atol=5e-3)
