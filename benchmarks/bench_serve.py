@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -100,41 +101,83 @@ def start_server(model_dir: Path, limits: dict, torch_threads: int,
     raise RuntimeError(f"server at {url} never became healthy")
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the answer by its Content-Length.
+
+    The load generator shares the cores with the server, so it must cost little: httpx.AsyncClient spends
+    about 3 ms of CPU on a request (more than korpair's server does), which a 2-core machine would charge
+    to the server. This costs about 0.1 ms. It speaks only what korpair's server answers: no chunked bodies.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.head = (f"POST {parts.path.rstrip('/')}/predict HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                     "Content-Type: application/json\r\n")
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        await self.reader.readexactly(length)
+        if b"connection: close" in head.lower():
+            self.close()
+        return int(head.split(b" ", 2)[1])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def measure(url: str, concurrency: int, seconds: float, max_requests: int) -> dict:
     """Closed loop: ``concurrency`` clients, each sends its next request when the last one is answered."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    bodies = [json.dumps({"premise": p, "hypothesis": h}, ensure_ascii=False).encode() for p, h in PAIRS]
+    connections = [_Connection(url) for _ in range(concurrency)]
 
-        async def one(i: int) -> float:
-            premise, hypothesis = PAIRS[i % len(PAIRS)]
-            start = time.perf_counter()
-            response = await client.post("predict", json={"premise": premise, "hypothesis": hypothesis})
-            response.raise_for_status()
-            return time.perf_counter() - start
-
-        await asyncio.gather(*(one(i) for i in range(2 * concurrency)))  # warm-up: connections, first batches
-        deadline = time.perf_counter() + seconds
-        counter = iter(range(max_requests))
-
-        async def client_loop() -> None:
-            nonlocal errors
-            for i in counter:
-                if time.perf_counter() > deadline:
-                    return
-                try:
-                    latencies.append(await one(i))
-                except httpx.HTTPError:
-                    errors += 1
-
+    async def one(connection: _Connection, i: int) -> float:
         start = time.perf_counter()
-        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        status = await connection.post(bodies[i % len(bodies)])
+        if status != 200:
+            raise OSError(f"HTTP {status}")
+        return time.perf_counter() - start
+
+    async def warm_up(connection: _Connection, i: int) -> None:  # connections, first batches
+        for _ in range(2):
+            await one(connection, i)
+
+    await asyncio.gather(*(warm_up(c, i) for i, c in enumerate(connections)))
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(max_requests))
+
+    async def client_loop(connection: _Connection) -> None:
+        nonlocal errors
+        for i in counter:
+            if time.perf_counter() > deadline:
+                return
+            try:
+                latencies.append(await one(connection, i))
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                errors += 1
+                connection.close()
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(client_loop(c) for c in connections))
+    elapsed, client_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    for connection in connections:
+        connection.close()
     ms = np.array(latencies) * 1000
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
             "requests_per_s": round(len(latencies) / elapsed, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "client_cpu_ms_per_request": round(client_cpu * 1000 / max(1, len(latencies)), 3),
             "load_1min": round(os.getloadavg()[0], 2)}
 
 
@@ -144,7 +187,8 @@ def write_report(info: dict, rows: list[dict], args: argparse.Namespace) -> None
                 "seconds_per_cell": {"tiny": args.seconds, "base": args.base_seconds},
                 "max_requests_per_cell": {"tiny": args.max_requests, "base": args.base_max_requests},
                 "modes": MODES, "other limits": "ServeLimits() defaults (max_batch_size=32)",
-                "client": "httpx.AsyncClient in a separate process, closed loop, loopback only"}
+                "client": "bench_serve._Connection (keep-alive HTTP/1.1 over asyncio streams) in a separate process, "
+                          "closed loop, loopback only"}
     (RESULTS / "serve.json").write_text(json.dumps({"machine": info, "settings": settings, "results": rows},
                                                    indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     lines = [
