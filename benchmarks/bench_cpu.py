@@ -450,7 +450,8 @@ def write_report(out: Path, result: dict) -> None:
             f"(OMP_NUM_THREADS={s['serve_threads']}, default batching: max batch 32, max batch tokens 2048, waiting up to 5 ms only for as many requests as the last batch had), on a free "
             f"loopback port; bench_serve's closed-loop client in this process (keep-alive HTTP/1.1 on asyncio "
             f"streams, about 0.1 ms of CPU a request where httpx takes about 3), {s['serve_seconds']} s a "
-            f"cell after a warm-up. The client shares the cores with the server.", "",
+            f"cell after {bench_serve.WARM_UP_S:g} s of warm-up at the same concurrency (OpenVINO prepares kernels for "
+            f"each new batch shape on first sight). The client shares the cores with the server.", "",
             md_table(["backend", "concurrency", "req/s", "p50 ms", "p99 ms", "errors", "load"], srows,
                      "lrrrrrr"), "",
             f"Goals: served req/s at concurrency 32 >= {GOAL_SERVED_FRACTION:.0%} of the same backend's offline "

@@ -42,6 +42,7 @@ SENTENCES = [
 # Premises of 1 to 3 sentences: pairs of varied length, so batches need padding as in real use.
 PAIRS = [(" ".join(SENTENCES[i : i + 1 + i % 3]), SENTENCES[(i * 7) % len(SENTENCES)]) for i in range(len(SENTENCES))]
 CONCURRENCY = (1, 8, 32)
+WARM_UP_S = 2.0  # of load at each cell's concurrency before it is measured
 # Batching modes: the default (wait up to 5 ms for company), no waiting (batch only what queued up
 # while the model was busy), and off.
 MODES = {"on, wait 5 ms": {"batching": True, "max_wait_ms": 5}, "on, wait 0": {"batching": True, "max_wait_ms": 0},
@@ -149,27 +150,30 @@ async def measure(url: str, concurrency: int, seconds: float, max_requests: int)
             raise OSError(f"HTTP {status}")
         return time.perf_counter() - start
 
-    async def warm_up(connection: _Connection, i: int) -> None:  # connections, first batches
-        for _ in range(2):
-            await one(connection, i)
-
-    await asyncio.gather(*(warm_up(c, i) for i, c in enumerate(connections)))
-    deadline = time.perf_counter() + seconds
+    deadline = time.perf_counter() + WARM_UP_S
     counter = iter(range(max_requests))
 
-    async def client_loop(connection: _Connection) -> None:
+    async def client_loop(connection: _Connection, record: bool) -> None:
         nonlocal errors
         for i in counter:
             if time.perf_counter() > deadline:
                 return
             try:
-                latencies.append(await one(connection, i))
+                latency = await one(connection, i)
             except (OSError, asyncio.IncompleteReadError, ValueError):
-                errors += 1
+                errors += record
                 connection.close()
+                continue
+            if record:
+                latencies.append(latency)
 
+    # Warm-up at the cell's own load: connections, and the batch shapes it makes (OpenVINO prepares its kernels
+    # for each new input shape on first sight), so that the cell measures the steady state.
+    await asyncio.gather(*(client_loop(c, False) for c in connections))
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(max_requests))
     start, cpu_start = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(client_loop(c) for c in connections))
+    await asyncio.gather(*(client_loop(c, True) for c in connections))
     elapsed, client_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     for connection in connections:
         connection.close()
