@@ -258,7 +258,7 @@ def _as_pair(p: PairLike, i: int) -> Pair:
 
 # A batch is padded to its longest pair, so a pair this much shorter than the longest starts a batch of its own
 # (once the batch has MIN_GROUP pairs: a call has a cost of its own too). A server's batch mixes the lengths of
-# whatever requests came together; cut this way, a batch of 32 KLUE-NLI pairs runs ~1.25x faster on a CPU.
+# whatever requests came together; cut this way, a batch of 32 KLUE-NLI pairs ran 1.15-1.2x faster on a CPU.
 LENGTH_SLACK = 0.25
 MIN_GROUP = 8
 

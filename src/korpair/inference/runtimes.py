@@ -142,10 +142,11 @@ class OnnxRuntime:
 class OpenVinoRuntime:
     """A model exported by ``korpair.inference.openvino.export_openvino`` (fp32 or int8), on OpenVINO's CPU plugin.
 
-    Compiled once, for the CPU's physical cores; float operations run in
-    bf16 where the CPU computes in it (AVX512-BF16 or AMX), else in fp32, and
-    ``precision`` says which (``"bf16"`` or ``"32"``). Shapes are dynamic, so
-    every batch runs on the same compiled model.
+    Compiled for the CPU's physical cores with throughput streams, and once
+    more for latency (batches smaller than the stream count: a lone pair).
+    Float operations run in bf16 where the CPU computes in it (AVX512-BF16 or
+    AMX), else in fp32, and ``precision`` says which (``"bf16"`` or ``"32"``).
+    Shapes are dynamic, so every batch runs on the same compiled models.
     """
 
     name = "OpenVINO"
