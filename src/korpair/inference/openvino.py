@@ -37,7 +37,7 @@ import torch
 from korpair.atomic import write_dir
 from korpair.errors import ConfigError, ModelFolderError, disk_full_as_error
 from korpair.inference.onnx import Logits, check_export_source, example_inputs, load_export_source, write_companions
-from korpair.inference.own_pairs import own_pairs
+from korpair.inference.own_pairs import own_pairs, spread
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import verbose
 from korpair.inference.runtimes import OPENVINO_MODEL_FILE, require_openvino, signal_stack_kept
@@ -108,9 +108,7 @@ def _calibration_pairs(model_dir: Path, given: Sequence[PairLike] | None) -> lis
             raise ConfigError(f"calibration_pairs is empty; {ask}")
     else:
         pairs = own_pairs(model_dir, MAX_CALIBRATION_PAIRS, ask=ask)
-    if len(pairs) > MAX_CALIBRATION_PAIRS:
-        pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, MAX_CALIBRATION_PAIRS).round().astype(int)]
-    return pairs
+    return spread(pairs, MAX_CALIBRATION_PAIRS)
 
 
 class _Recorder:

@@ -42,9 +42,18 @@ def own_pairs(model_dir: str | Path, limit: int, *, ask: str) -> list[Pair]:
             continue
         if pairs:
             log.info("using pairs of the %s split of %s", split, cfg.name)
-            if len(pairs) > limit:
-                pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, limit).round().astype(int)]
-            return pairs
+            return spread(pairs, limit)
         problems.append(f"{split}: no pairs")
     raise CorpusError(f"{model_dir}: no split of the corpus it records ({cfg.name}) gives pairs "
                       f"({'; '.join(problems)}); {ask}")
+
+
+def spread(items: list, limit: int) -> list:
+    """At most ``limit`` of ``items``, evenly spaced from the first to the last (a file may be sorted by label).
+
+    >>> spread(list(range(10)), 4)
+    [0, 3, 6, 9]
+    """
+    if len(items) <= limit:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
