@@ -166,7 +166,7 @@ def build_folders(work: Path, data: Path, rebuild: bool, st_versions: dict) -> d
 def exporter_digest() -> str:
     """A digest of the korpair sources its exports depend on: a cached export older than them is redone."""
     digest = hashlib.sha256()
-    for name in ("onnx.py", "openvino.py", "runtimes.py"):
+    for name in ("onnx.py", "openvino.py", "runtimes.py", "packing.py"):
         path = ROOT / "src" / "korpair" / "inference" / name
         digest.update(path.read_bytes() if path.is_file() else b"-")
     return digest.hexdigest()[:16]

@@ -13,10 +13,11 @@ import pytest
 from korpair.config import CorpusConfig
 from korpair.corpora import read_split
 from korpair.errors import ConfigError, CorpusError, KorpairError, ModelFolderError
-from korpair.features import PairCollator, encode_pairs
+from korpair.features import encode_pairs
 from korpair.inference import Predictor
 from korpair.inference import openvino as korpair_openvino
 from korpair.inference.openvino import export_openvino
+from korpair.inference.packing import PACKED_INPUTS, packed_calls
 from korpair.inference.runtimes import OpenVinoRuntime, load_runtime, physical_cores
 from korpair.types import Pair
 
@@ -87,11 +88,12 @@ def test_the_model_has_named_dynamic_inputs_and_runs_on_every_physical_core(expo
     import openvino as ov
 
     model = ov.Core().read_model(str(exports["fp32"] / "openvino_model.xml"))
-    assert [i.get_any_name() for i in model.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    # a BERT classifier: pairs packed several to a row (korpair.inference.packing)
+    assert [i.get_any_name() for i in model.inputs] == list(PACKED_INPUTS)
     assert all(i.get_partial_shape().is_dynamic for i in model.inputs)
     assert [o.get_any_name() for o in model.outputs] == ["logits"]
     runtime = load_runtime(exports["fp32"])
-    assert isinstance(runtime, OpenVinoRuntime) and runtime.name == "OpenVINO"
+    assert isinstance(runtime, OpenVinoRuntime) and runtime.name == "OpenVINO" and runtime.packed
     assert runtime.compiled.get_property("INFERENCE_NUM_THREADS") == physical_cores()
     has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     assert runtime.precision == ("bf16" if has_bf16 else "32")
@@ -126,11 +128,13 @@ def test_int8_is_calibrated_on_the_recorded_validation_split_encoded_as_the_pred
     batches = exports["calibration"]
     assert len(batches) == len(validation) == 150
     tokenizer = Predictor.from_pretrained(model_dir).tokenizer
-    collate = PairCollator(tokenizer.pad_token_id, None)
     feats = encode_pairs(tokenizer, validation, None, 48)
+    # one pair a sample, alone in its row (no padding), as the graph takes it
     ids = sorted(tuple(b["input_ids"][0]) for b in batches)
-    assert ids == sorted(tuple(collate([feats[i]])["input_ids"][0].tolist()) for i in range(len(validation)))
-    assert all(set(b) == {"input_ids", "attention_mask", "token_type_ids"} for b in batches)
+    assert ids == sorted(tuple(feats[i]["input_ids"].tolist()) for i in range(len(validation)))
+    assert all(set(b) == set(PACKED_INPUTS) and b["cls_index"].tolist() == [0] for b in batches)
+    assert all((b["segment_ids"] == 1).all() and (b["position_ids"][0] == np.arange(b["input_ids"].shape[1])).all()
+               for b in batches)
 
 
 def test_int8_calibrates_on_given_pairs_at_most_300_quietly(tiny_model_dir, tmp_path, test_pairs, monkeypatch,
@@ -210,14 +214,18 @@ def test_bad_folders_devices_and_precisions_are_named(exports, tiny_model_dir, t
         Predictor.from_pretrained(junk)
 
 
+def packed(predictor, pairs) -> dict:
+    """``pairs`` as one call's packed inputs (the rows a Predictor sends), and the order of their logits."""
+    [(order, inputs)] = packed_calls(encode_pairs(predictor.tokenizer, pairs, None, 48), len(pairs))
+    return order, inputs
+
+
 def test_each_answer_is_its_own_array(exports, test_pairs):
     """The requests' output buffers are reused from call to call; what logits returns is not."""
     predictor = Predictor.from_pretrained(exports["int8"])
-    collate = PairCollator(predictor.tokenizer.pad_token_id, None)
-    feats = encode_pairs(predictor.tokenizer, test_pairs[:8], None, 48)
-    first = predictor.runtime.logits(collate([feats[i] for i in range(4)]))
+    first = predictor.runtime.packed_logits(packed(predictor, test_pairs[:4])[1])
     kept = first.copy()
-    predictor.runtime.logits(collate([feats[i] for i in range(4, 8)]))
+    predictor.runtime.packed_logits(packed(predictor, test_pairs[4:8])[1])
     np.testing.assert_array_equal(first, kept)
     assert first.dtype == np.float32 and first.shape == (4, 3)
 
@@ -262,16 +270,37 @@ def test_a_lone_pair_runs_on_the_latency_compilation_when_batches_are_split_amon
     streams = len(runtime._requests)
     assert (runtime._small is not None) == (streams > 1)  # one stream: a lone pair runs on it as any batch does
     assert "THROUGHPUT" in str(runtime.compiled.get_property("PERFORMANCE_HINT"))
-    collate = PairCollator(predictor.tokenizer.pad_token_id, None)
-    feats = encode_pairs(predictor.tokenizer, test_pairs[:8], None, 48)
     small_calls = []
     if runtime._small is not None:
         real = runtime._small.infer
         runtime._small = type("Spy", (), {"infer": lambda self, inputs: small_calls.append(1) or real(inputs)})()
-    alone = [runtime.logits(collate([feats[i]])) for i in range(8)]
+    alone = [runtime.packed_logits(packed(predictor, [pair])[1]) for pair in test_pairs[:8]]
     assert len(small_calls) == (8 if streams > 1 else 0)
     assert all(a.shape == (1, 3) for a in alone)
     assert len({id(a) for a in alone}) == 8 and not np.shares_memory(alone[0], alone[1])  # each its own array
-    # the same graph compiled twice: a pair's answer does not depend on the company it came in
-    together = runtime.logits(collate([feats[i] for i in range(8)]))
+    # the same graph compiled twice: a pair's answer does not depend on the company it came in, rows split
+    # among the streams or not
+    order, inputs = packed(predictor, test_pairs[:8])
+    assert len(inputs["input_ids"]) >= streams
+    together = np.empty((8, 3), dtype=np.float32)
+    together[order] = runtime.packed_logits(inputs)
     np.testing.assert_allclose(np.concatenate(alone), together, atol=5e-3)
+
+
+def test_a_model_packing_does_not_know_exports_for_padded_batches(tiny_model_dir, tmp_path, test_pairs):
+    from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    electra = ElectraForSequenceClassification(ElectraConfig(
+        vocab_size=len(tokenizer), embedding_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=3, id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
+        label2id={"entailment": 0, "neutral": 1, "contradiction": 2}))
+    source = tmp_path / "electra"
+    electra.save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    folder = export_openvino(source, tmp_path / "openvino")
+    runtime = load_runtime(folder)
+    assert runtime.input_names == ["input_ids", "attention_mask", "token_type_ids"] and not runtime.packed
+    ours = Predictor.from_pretrained(source).predict_logits(test_pairs)
+    exact = Predictor(OpenVinoRuntime.load(folder, bf16=False), tokenizer, ["entailment", "neutral", "contradiction"])
+    np.testing.assert_allclose(exact.predict_logits(test_pairs, 7), ours, atol=1e-5)

@@ -1,9 +1,10 @@
 """Export a model folder to OpenVINO (fp32, or static int8 by NNCF) for OpenVINO's CPU plugin.
 
 ``export_openvino`` writes a folder that holds ``openvino_model.xml`` and
-``openvino_model.bin`` (dynamic batch and sequence axes; inputs
-``input_ids``, ``attention_mask`` and, where the tokenizer makes them,
-``token_type_ids``; output ``logits``) beside the same companions as an ONNX
+``openvino_model.bin`` (dynamic axes; output ``logits``; a BERT classifier
+takes pairs packed several to a row, ``korpair.inference.packing.PACKED_INPUTS``,
+any other model padded batches: ``input_ids``, ``attention_mask`` and, where
+the tokenizer makes them, ``token_type_ids``) beside the same companions as an ONNX
 export: ``config.json`` with its ``korpair`` section, the tokenizer
 (``model_max_length`` set to the trained max length), the model card and a
 0.1 run's ``korpair_train.yaml``. ``korpair.Predictor.from_pretrained`` opens
@@ -38,6 +39,7 @@ from korpair.atomic import write_dir
 from korpair.errors import ConfigError, ModelFolderError, disk_full_as_error
 from korpair.inference.onnx import Logits, check_export_source, example_inputs, load_export_source, write_companions
 from korpair.inference.own_pairs import own_pairs, spread
+from korpair.inference.packing import PACKED_INPUTS, PackedClassifier, example_packed_inputs, packable
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import verbose
 from korpair.inference.runtimes import OPENVINO_MODEL_FILE, require_openvino, signal_stack_kept
@@ -112,23 +114,28 @@ def _calibration_pairs(model_dir: Path, given: Sequence[PairLike] | None) -> lis
 
 
 class _Recorder:
-    """A runtime that keeps the batches a Predictor hands it: calibration data encoded exactly as at inference."""
+    """A runtime that keeps the batches a Predictor hands it: calibration data encoded exactly as at inference
+    (packed rows where the graph takes them)."""
 
     name = "calibration"
     device = torch.device("cpu")
     precision = "32"
 
-    def __init__(self, config, input_names: list[str]) -> None:
-        self.config, self.input_names, self.batches = config, input_names, []
+    def __init__(self, config, input_names: list[str], packed: bool) -> None:
+        self.config, self.input_names, self.packed, self.batches = config, input_names, packed, []
 
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         self.batches.append({name: batch[name].numpy() for name in self.input_names})
         return np.zeros((len(batch["input_ids"]), self.config.num_labels), dtype=np.float32)
 
+    def packed_logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        self.batches.append(dict(inputs))
+        return np.zeros((len(inputs["cls_index"]), self.config.num_labels), dtype=np.float32)
+
 
 def _calibration_batches(model, tokenizer, pairs: list[PairLike], model_dir: Path,
                          input_names: list[str]) -> list[dict[str, np.ndarray]]:
-    recorder = _Recorder(model.config, input_names)
+    recorder = _Recorder(model.config, input_names, packable(model))
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     predictor = Predictor(recorder, tokenizer, labels, max_seq_length=trained_max_length(model_dir) or 128)
     predictor.predict_logits(pairs, CALIBRATION_BATCH)  # checks each pair, as predict would
@@ -136,17 +143,23 @@ def _calibration_batches(model, tokenizer, pairs: list[PairLike], model_dir: Pat
 
 
 def _convert(ov, model: torch.nn.Module, input_names: list[str]):
-    """The PyTorch model as an OpenVINO model: traced on ``example_inputs``, every input's axes left dynamic."""
+    """The PyTorch model as an OpenVINO model, every input's axes left dynamic: a BERT classifier as its
+    ``PackedClassifier`` (several pairs a row), anything else as it takes padded batches."""
+    packed = packable(model)
+    module = PackedClassifier(model) if packed else Logits(model, input_names)
+    names = list(PACKED_INPUTS) if packed else input_names
+    example = example_packed_inputs() if packed else example_inputs(input_names)
+    shapes = [ov.PartialShape([-1] * t.dim()) for t in example]
     with torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
         # As for the ONNX export: the tracer warns about every Python-level shape check in the model code.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         # ... and reads every attribute of the model, deprecated ones (is_gradient_checkpointing) included.
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
-        converted = ov.convert_model(Logits(model, input_names).eval(), example_input=example_inputs(input_names),
-                                     input=[(ov.PartialShape([-1, -1]), ov.Type.i64)] * len(input_names))
+        converted = ov.convert_model(module.eval(), example_input=example,
+                                     input=[(shape, ov.Type.i64) for shape in shapes])
     # The tracer names inputs after forward's parameters (one *inputs here); the runtime feeds them by name.
-    for port, name in zip(converted.inputs, input_names):
+    for port, name in zip(converted.inputs, names):
         port.get_tensor().set_names({name})
     converted.outputs[0].get_tensor().set_names({"logits"})
     return converted

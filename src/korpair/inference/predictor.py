@@ -31,6 +31,7 @@ from korpair.errors import ConfigError, ModelFolderError, loading_error
 from korpair.features import PairCollator, encode_pairs
 from korpair.hardware import check_inference_precision, pad_multiple
 from korpair.inference.backends import BACKENDS, resolve_backend
+from korpair.inference.packing import packed_calls
 from korpair.inference.runtimes import ONNX_MODEL_FILE, OPENVINO_MODEL_FILE, Runtime, load_runtime
 from korpair.model_folder import (
     REGRESSION_TASK,
@@ -212,12 +213,20 @@ class Predictor:
         caps each batch's padded size (pairs x its longest pair's tokens), so a
         batch of short pairs is not padded to a long one's length: what the
         server asks for, whose batches mix whatever requests came in together.
+        Where the runtime takes packed rows (a BERT classifier on PyTorch's CPU
+        or exported to OpenVINO), pairs run several to a row with no padding
+        (``korpair.inference.packing``); ``batch_size`` and ``max_tokens`` then
+        cap each call's pairs and tokens.
         """
         pairs = [_as_pair(p, i) for i, p in enumerate(pairs)]
         out = np.empty((len(pairs), len(self.labels)), dtype=np.float32)
         if not pairs:
             return out
         feats = encode_pairs(self.tokenizer, pairs, None, self.max_seq_length)
+        if getattr(self.runtime, "packed", False):  # several pairs a row, no padding (korpair.inference.packing)
+            for idx, inputs in packed_calls(feats, batch_size, max_tokens):
+                out[idx] = self.runtime.packed_logits(inputs)
+            return out
         for idx in length_groups(feats.lengths, batch_size, max_tokens):
             out[idx] = self.runtime.logits(self._collate([feats[i] for i in idx]))
         return out

@@ -33,6 +33,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Pretrai
 
 from korpair.errors import ConfigError, KorpairError, ModelFolderError, loading_error
 from korpair.hardware import autocast_dtype, check_inference_precision, resolve_device
+from korpair.inference.packing import PACKED_INPUTS, PackedClassifier, packable, split_rows
 from korpair.inference.quiet import quiet_loading
 from korpair.model_folder import check_model_folder
 
@@ -59,6 +60,9 @@ class Runtime(Protocol):
 
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray: ...
 
+    # A runtime with ``packed = True`` also has ``packed_logits(inputs)``: the logits of pairs packed in rows
+    # (``korpair.inference.packing``), which the Predictor then sends instead of padded batches.
+
 
 class TorchRuntime:
     """A ``transformers`` sequence classifier on a PyTorch device, in fp32 or under autocast."""
@@ -71,6 +75,9 @@ class TorchRuntime:
         self.precision = precision
         self.model = model.eval().to(self.device)
         self.config = model.config
+        # On a GPU, padded batches run on fused attention kernels that take no mask of this shape.
+        self.packed = self.device.type == "cpu" and packable(model)
+        self._packed = PackedClassifier(self.model) if self.packed else None
 
     @classmethod
     def load(cls, name_or_path: str | Path, *, device: str | None = None, precision: str = "32",
@@ -97,6 +104,13 @@ class TorchRuntime:
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
             return self.model(**batch).logits.float().cpu().numpy()
+
+    def packed_logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of pairs packed in rows (``korpair.inference.packing``), as float32 numpy."""
+        autocast = (torch.autocast(self.device.type, dtype=self._dtype) if self._dtype is not None
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            return self._packed(*(torch.from_numpy(inputs[n]) for n in PACKED_INPUTS)).float().numpy()
 
 
 class OnnxRuntime:
@@ -163,6 +177,7 @@ class OpenVinoRuntime:
         # fewer rows than streams: one request of the LATENCY compilation, whose threads share the work
         self._small = small.create_infer_request() if small is not None and streams > 1 else None
         self._lock = threading.Lock()  # calls from several threads take turns with the requests
+        self.packed = "segment_ids" in self.input_names  # exported from a PackedClassifier
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str | None = None, precision: str = "32",
@@ -215,14 +230,22 @@ class OpenVinoRuntime:
         """Logits of one padded batch, as float32 numpy."""
         inputs = {name: batch[name].numpy() for name in self.input_names}
         rows = len(inputs["input_ids"])
-        if self._small is not None and rows < len(self._requests):
-            with self._lock:
-                return self._small.infer(inputs)[0].astype(np.float32, copy=True)
         bounds = np.linspace(0, rows, min(len(self._requests), rows) + 1).astype(int)
+        return self._run(inputs, [{n: v[a:b] for n, v in inputs.items()} for a, b in zip(bounds, bounds[1:])])
+
+    def packed_logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of pairs packed in rows (``korpair.inference.packing``), as float32 numpy."""
+        return self._run(inputs, split_rows(inputs, len(self._requests)))
+
+    def _run(self, inputs: dict[str, np.ndarray], parts: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """The whole call on the LATENCY request where it has fewer rows than there are streams, else its parts
+        side by side, one a stream (rows are independent)."""
         with self._lock:
-            requests = self._requests[:len(bounds) - 1]
-            for request, start, stop in zip(requests, bounds, bounds[1:]):
-                request.start_async({name: value[start:stop] for name, value in inputs.items()})
+            if self._small is not None and len(inputs["input_ids"]) < len(self._requests):
+                return self._small.infer(inputs)[0].astype(np.float32, copy=True)
+            requests = self._requests[:len(parts)]
+            for request, part in zip(requests, parts):
+                request.start_async(part)
             for request in requests:
                 request.wait()
             # copied: a request's output buffer is overwritten by its next call
