@@ -466,6 +466,41 @@ def test_a_lone_client_never_waits_for_company_and_a_busy_server_waits_for_as_ma
     assert together < 1.2
 
 
+def test_a_request_left_over_from_a_full_batch_waits_for_the_others_to_come_back():
+    # 8 clients, each sending its next request as soon as it has an answer; one starts while the first batch
+    # runs. Counted from its arrival, its wait would be over when the model is free: it would run alone, the
+    # other 7 would pile up behind it, and batches of 7 and 1 would alternate for good.
+    from korpair.types import Pair
+
+    class Slow:
+        labels = ("entailment", "neutral", "contradiction")
+
+        def __init__(self) -> None:
+            self.batch_sizes: list[int] = []
+
+        def predict(self, pairs, batch_size):
+            self.batch_sizes.append(len(pairs))
+            time.sleep(0.05)
+            return [Echo(p.premise, {"entailment": 1.0, "neutral": 0.0, "contradiction": 0.0}) for p in pairs]
+
+    slow = Slow()
+
+    async def client(batcher, delay):
+        await asyncio.sleep(delay)
+        for _ in range(8):
+            await batcher.predict([Pair("a", "b")])
+
+    async def scenario():
+        batcher = MicroBatcher(slow, max_batch_size=8, max_wait_ms=25)
+        async with batcher.running():
+            await asyncio.wait_for(asyncio.gather(*(client(batcher, 0.0) for _ in range(7)), client(batcher, 0.01)),
+                                   timeout=20)
+
+    asyncio.run(scenario())
+    # The straggler came 10 ms into the first call (50 ms), so 25 ms after its arrival the model was still busy.
+    assert slow.batch_sizes == [7] + [8] * 7 + [1], slow.batch_sizes
+
+
 def test_batching_off_predicts_each_request_alone_one_at_a_time():
     fake = FakeClassifier()
     app = create_app(fake, ServeLimits(batching=False))

@@ -4,7 +4,9 @@ A transformer spends about as long on one pair as on a dozen, so under load it
 pays to wait a few milliseconds for company. Requests queue up; one worker
 task takes the oldest ones, as many pairs as the last batch had (so a lone
 client never waits, and a loaded server fills its batches; ``max_batch_size``
-at most) or what came until the oldest has waited ``max_wait_ms``, runs ONE
+at most) or what came until the oldest has waited ``max_wait_ms`` (counted from
+when the model was last free, so that a request left over from a full batch
+waits for the others to come back instead of running alone), runs ONE
 ``predict`` in a worker thread (the event loop keeps serving), and hands each
 request its own slice of the results. A classifier that takes ``max_tokens``
 (korpair's ``Predictor``) is asked to cut the batch into calls of at most
@@ -122,6 +124,7 @@ class MicroBatcher:
         self._token_cap = {"max_tokens": max_batch_tokens} if takes_tokens and max_batch_tokens else {}
         self._seconds_per_pair = 0.0  # of the last model call: how fast the queue drains
         self._last_batch_pairs = 1  # how much company the last batch had: what is worth waiting for
+        self._free_since = 0.0  # loop time the last model call ended
         self._queue: deque[_Job] = deque()
         self._queued_pairs = 0
         self._in_flight: list[_Job] = []
@@ -232,9 +235,11 @@ class MicroBatcher:
         if not self.batching:
             return
         loop = asyncio.get_running_loop()
-        # Counted from the oldest job's arrival: requests that queued up while the
-        # model was busy have waited already and go at once.
-        deadline = self._queue[0].enqueued_at + self.max_wait_s
+        # Counted from the oldest job's arrival, or from the end of the last call if that came later. Under a
+        # steady load of N clients a batch of N - 1 leaves one request behind; counted from its arrival it has
+        # waited long enough and runs alone, the N - 1 wait for it, and batches of N - 1 and 1 alternate for
+        # good (served OpenVINO int8 at 32 clients: 116 requests/s; 152 with the wait counted from here).
+        deadline = max(self._queue[0].enqueued_at, self._free_since) + self.max_wait_s
         while self._queued_pairs < min(self.max_batch_size, self._last_batch_pairs):
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -265,6 +270,7 @@ class MicroBatcher:
             predictions = await loop.run_in_executor(self._executor, self._call_model, pairs)
             self._seconds_per_pair = (loop.time() - started) / len(pairs)
         except Exception as err:
+            self._free_since = loop.time()
             if len(jobs) > 1:
                 # One bad request must not fail the requests merged with it: retry each alone.
                 for job in jobs:
@@ -277,6 +283,7 @@ class MicroBatcher:
             if not jobs[0].future.done():
                 jobs[0].future.set_exception(failure)
             return
+        self._free_since = loop.time()
         start = 0
         for job in jobs:
             end = start + len(job.pairs)
