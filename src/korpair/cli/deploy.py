@@ -17,8 +17,8 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one")] = 8000,
     max_batch_size: Annotated[Optional[int], typer.Option(
         help="pairs per model call, gathered from concurrent requests", show_default="32")] = None,
-    max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a request may wait for others to batch with",
-                                                         show_default="5")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(
+        help="how long a free model waits for requests to batch with", show_default="5")] = None,
     max_batch_tokens: Annotated[Optional[int], typer.Option(
         help="padded tokens per model call: merged requests run longest first in calls this size",
         show_default="2048")] = None,

@@ -32,7 +32,7 @@ class ServeLimits(BaseModel):
     max_pairs: int = Field(64, ge=1, description="pairs per request")
     max_body_bytes: int = Field(1 << 20, ge=256, description="request body size in bytes; larger ones get 413")
     max_batch_size: int = Field(32, ge=1, description="pairs per model call, gathered from concurrent requests")
-    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="how long a request may wait for others to join")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="how long a free model waits for requests to join")
     max_batch_tokens: int | None = Field(2048, ge=1, description="padded tokens per model call (pairs x the "
                                          "longest pair's tokens): a merged batch runs longest first in calls of at "
                                          "most this size, so short pairs are not padded to a long one's length")
