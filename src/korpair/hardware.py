@@ -70,8 +70,8 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> tuple[str, s
 @functools.cache
 def cpu_bf16_speedup() -> float:
     """How many times as fast this CPU multiplies BERT-sized matrices in bf16 as in fp32 (timed once a process,
-    about 0.2 s). A CPU flag says the bf16 instructions exist, not that they are faster: measured 2.2x on a
-    2-core AMD EPYC with AVX512-BF16, 0.6x on a 2-core Intel Xeon with AVX512-BF16 (both without AMX)."""
+    0.2-0.4 s). A CPU flag says the bf16 instructions exist, not that they are faster: measured 2.2x on a
+    2-core AMD EPYC with AVX512-BF16, 0.5-0.6x on a 2-core Intel Xeon with AVX512-BF16 (both without AMX)."""
     def fastest(a: torch.Tensor, b: torch.Tensor) -> float:
         times = []
         for i in range(7):
@@ -81,8 +81,10 @@ def cpu_bf16_speedup() -> float:
                 times.append(time.perf_counter() - start)
         return min(times)
 
+    # Its own generator: a draw from the global one would shift a seeded run's stream (and a resumed run's).
+    generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
-        a, b = torch.randn(512, 768), torch.randn(768, 3072)
+        a, b = torch.randn(512, 768, generator=generator), torch.randn(768, 3072, generator=generator)
         return fastest(a, b) / fastest(a.bfloat16(), b.bfloat16())
 
 

@@ -142,6 +142,10 @@ def test_the_bf16_speedup_is_timed_once_a_process():
     first = cpu_bf16_speedup()
     assert 0.05 < first < 50  # a ratio of two real timings (emulated bf16 is slow, AMX fast)
     assert cpu_bf16_speedup() == first  # cached: the same answer for every run in the process
+    # it leaves the global random stream alone: a seeded or resumed run draws the same numbers with or without it
+    state = torch.get_rng_state()
+    cpu_bf16_speedup.__wrapped__()
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_auto_padding_multiple_is_off_on_cpu_and_8_on_gpu():
