@@ -13,9 +13,6 @@ torch.bfloat16
 
 from __future__ import annotations
 
-import functools
-import time
-
 import torch
 
 from korpair.errors import ConfigError
@@ -26,20 +23,15 @@ from korpair.types import INFERENCE_PRECISIONS
 _AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 # Tensor cores run matrix products fastest on shapes in multiples of 8 (fp16/bf16).
 GPU_PAD_MULTIPLE = 8
-# On a CPU with bf16 instructions, auto picks bf16 only where a timed matrix product runs at least this much
-# faster in bf16: a clear margin, so that a rerun or a resumed run on the same machine resolves the same way.
-CPU_BF16_MIN_SPEEDUP = 1.2
 
 
 def resolve_precision(precision: str, accelerator: str = "auto") -> tuple[str, str]:
     """Lightning's precision for ``trainer.precision``, and why, where it is ``auto``.
 
-    ``auto`` is bf16 autocast where the hardware computes in bf16 faster than in
-    fp32: there it is about 1.5-2x faster at the same loss
-    (benchmarks/results/train.md). Where bf16 would be emulated (a CPU without
-    AVX512-BF16 or AMX, an older GPU), on Apple's MPS, or on a CPU whose bf16
-    instructions turn out slower than its fp32 ones (``cpu_bf16_speedup``), it
-    stays fp32.
+    ``auto`` is bf16 autocast where the hardware computes in bf16: there it is
+    about 1.5-2x faster at the same loss (benchmarks/results/train.md). Where bf16
+    would be emulated (a CPU without AVX512-BF16 or AMX, an older GPU), or on
+    Apple's MPS, it stays fp32.
 
     Example::
 
@@ -57,35 +49,10 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> tuple[str, s
     if device == "cpu":
         caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
         native = [k for k in ("amx_bf16", "avx512_bf16") if caps.get(k)]
-        if not native:
-            return "32-true", "the CPU has no native bf16 (no AVX512-BF16 or AMX), so bf16 would be slower"
-        speedup = cpu_bf16_speedup()
-        if speedup >= CPU_BF16_MIN_SPEEDUP:
-            return "bf16-mixed", f"the CPU has {native[0].upper()}: bf16 matrix products {speedup:.1f}x fp32's speed"
-        return "32-true", (f"the CPU has {native[0].upper()}, but its bf16 matrix products run at {speedup:.1f}x "
-                           "fp32's speed here")
+        if native:
+            return "bf16-mixed", f"the CPU has {native[0].upper()}"
+        return "32-true", "the CPU has no native bf16 (no AVX512-BF16 or AMX), so bf16 would be slower"
     return "32-true", f"bf16 autocast is not used on {device}"
-
-
-@functools.cache
-def cpu_bf16_speedup() -> float:
-    """How many times as fast this CPU multiplies BERT-sized matrices in bf16 as in fp32 (timed once a process,
-    0.2-0.4 s). A CPU flag says the bf16 instructions exist, not that they are faster: measured 2.2x on a
-    2-core AMD EPYC with AVX512-BF16, 0.5-0.6x on a 2-core Intel Xeon with AVX512-BF16 (both without AMX)."""
-    def fastest(a: torch.Tensor, b: torch.Tensor) -> float:
-        times = []
-        for i in range(7):
-            start = time.perf_counter()
-            a @ b
-            if i >= 2:  # the first calls pick and prepare kernels
-                times.append(time.perf_counter() - start)
-        return min(times)
-
-    # Its own generator: a draw from the global one would shift a seeded run's stream (and a resumed run's).
-    generator = torch.Generator().manual_seed(0)
-    with torch.inference_mode():
-        a, b = torch.randn(512, 768, generator=generator), torch.randn(768, 3072, generator=generator)
-        return fastest(a, b) / fastest(a.bfloat16(), b.bfloat16())
 
 
 def check_inference_precision(precision: str, *, onnx_model: str | None = None) -> None:
