@@ -200,7 +200,8 @@ class TrainerConfig(_Section):
                            json_schema_extra=_cli("--max-steps"))
     precision: Literal[TRAIN_PRECISIONS] = Field(
         "auto", description="numeric precision; auto: bf16-mixed where the hardware computes in bf16 "
-        "(a GPU with bf16, a CPU with AVX512-BF16 or AMX), else 32", json_schema_extra=_cli("--precision"))
+        "faster than in fp32 (a GPU with bf16; a CPU with AVX512-BF16 or AMX where a timed matrix product says so), "
+        "else 32", json_schema_extra=_cli("--precision"))
     gradient_clip_val: float | None = Field(1.0, ge=0, description="clip gradient norm to this value")
     accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimizer step")
     val_check_interval: int | float = Field(

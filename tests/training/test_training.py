@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,20 +116,93 @@ def test_output_folder_is_not_mixed(trained_run):
         api.train("sample", [f"trainer.output_dir={trained_run.output_dir}"])
 
 
-@pytest.mark.parametrize("caps, expected", [
-    ({"avx512_bf16": True, "amx_bf16": False}, "bf16-mixed"),
-    ({"avx512_bf16": False, "amx_bf16": True}, "bf16-mixed"),
-    ({"avx512_bf16": False, "amx_bf16": False, "avx2": True}, "32-true"),
+@pytest.mark.parametrize("caps, speedup, expected", [
+    ({"avx512_bf16": True, "amx_bf16": False}, 2.2, "bf16-mixed"),
+    ({"avx512_bf16": False, "amx_bf16": True}, 5.0, "bf16-mixed"),
+    # the flag, but bf16 slower than fp32 (a 2-core Xeon: 0.6x)
+    ({"avx512_bf16": True, "amx_bf16": False}, 0.6, "32-true"),
+    ({"avx512_bf16": False, "amx_bf16": False, "avx2": True}, 2.0, "32-true"),
 ])
-def test_auto_precision_follows_the_cpu(monkeypatch, caps, expected):
+def test_auto_precision_follows_the_cpu_and_its_measured_bf16_speed(monkeypatch, caps, speedup, expected):
+    from korpair import hardware
     from korpair.hardware import resolve_precision
 
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
-    assert resolve_precision("auto", "cpu")[0] == expected
+    monkeypatch.setattr(hardware, "cpu_bf16_speedup", lambda: speedup)
+    precision, why = resolve_precision("auto", "cpu")
+    assert precision == expected
+    if caps.get("avx512_bf16") or caps.get("amx_bf16"):
+        assert f"{speedup:.1f}x" in why  # the log line says what was measured
     # what the user asks for is kept, whatever the hardware
     assert resolve_precision("32", "cpu") == ("32-true", "as configured")
     assert resolve_precision("bf16-mixed", "cpu")[0] == "bf16-mixed"
     assert resolve_precision("auto", "mps")[0] == "32-true"
+
+
+@pytest.fixture
+def timing_home(monkeypatch, tmp_path):
+    """A fresh KORPAIR_HOME and no timing cached in this process; yields the folder the timing is kept in."""
+    from korpair.hardware import cpu_bf16_speedup
+
+    monkeypatch.setenv("KORPAIR_HOME", str(tmp_path / "home"))
+    cpu_bf16_speedup.cache_clear()
+    yield tmp_path / "home" / "hardware"
+    cpu_bf16_speedup.cache_clear()
+
+
+_PRINT_SPEEDUP = "from korpair.hardware import cpu_bf16_speedup; print(cpu_bf16_speedup())"
+
+
+def test_the_bf16_speedup_is_timed_once_a_machine_and_read_by_every_later_process(timing_home):
+    from korpair.hardware import cpu_bf16_speedup
+
+    state = torch.get_rng_state()
+    first = cpu_bf16_speedup()
+    # the global random stream is left alone: a seeded or resumed run draws the same numbers with or without it
+    assert torch.equal(torch.get_rng_state(), state)
+    assert 0.05 < first < 50  # a ratio of two real timings (emulated bf16 is slow, AMX fast)
+    [record] = timing_home.iterdir()  # one file, no temporary left beside it
+    assert json.loads(record.read_text(encoding="utf-8"))["bf16_speedup"] == first
+    # another process reads the file instead of timing again: a planted answer is what it returns
+    record.write_text(json.dumps({**json.loads(record.read_text(encoding="utf-8")), "bf16_speedup": 7.25}),
+                      encoding="utf-8")
+    out = subprocess.run([sys.executable, "-c", _PRINT_SPEEDUP], capture_output=True, text=True, check=True)
+    assert float(out.stdout) == 7.25
+
+
+def test_processes_that_time_bf16_at_once_all_return_the_first_answer_kept(timing_home):
+    procs = [subprocess.Popen([sys.executable, "-c", _PRINT_SPEEDUP], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    answers = {float(p.communicate(timeout=300)[0]) for p in procs}
+    [record] = timing_home.iterdir()
+    assert answers == {json.loads(record.read_text(encoding="utf-8"))["bf16_speedup"]}
+
+
+def test_a_damaged_bf16_timing_is_named_timed_again_and_replaced(timing_home, caplog):
+    from korpair.hardware import cpu_bf16_speedup
+
+    cpu_bf16_speedup()
+    [record] = timing_home.iterdir()
+    record.write_text('{"cpu": "', encoding="utf-8")  # cut short, as by a full disk
+    cpu_bf16_speedup.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        again = cpu_bf16_speedup()
+    assert str(record) in caplog.text and "unreadable" in caplog.text
+    assert json.loads(record.read_text(encoding="utf-8"))["bf16_speedup"] == again
+
+
+def test_the_bf16_timing_still_answers_where_korpair_home_cannot_be_written(monkeypatch, tmp_path):
+    from korpair.hardware import cpu_bf16_speedup
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("KORPAIR_HOME", str(blocker))
+    cpu_bf16_speedup.cache_clear()
+    try:
+        assert 0.05 < cpu_bf16_speedup() < 50
+    finally:
+        cpu_bf16_speedup.cache_clear()
+    assert blocker.read_text(encoding="utf-8") == "not a folder"
 
 
 def test_auto_padding_multiple_is_off_on_cpu_and_8_on_gpu():

@@ -95,8 +95,8 @@ class Predictor:
 
         ``max_seq_length`` defaults to the training run's. ``device`` defaults to
         a GPU where there is one. ``precision="bf16"`` (or ``"16"``) runs a
-        PyTorch model under autocast: about 2x the pairs/s on a CPU with
-        AVX512-BF16 or AMX and on recent GPUs, with scores within about 1e-2 of
+        PyTorch model under autocast: about 2x the pairs/s on recent GPUs and on
+        most CPUs with AVX512-BF16 or AMX (not all: time it), with scores within about 1e-2 of
         fp32; an ONNX model runs as it was exported, in ``"32"`` only. A folder
         korpair cannot use (damaged weights or tokenizer, labels that do not fit
         the weights, a bad ``korpair`` section) is refused with a
