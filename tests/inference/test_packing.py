@@ -95,6 +95,19 @@ def test_a_packed_row_gives_each_pair_the_logits_of_the_padded_batch(tiny_model_
     np.testing.assert_allclose(torch.cat(parts).numpy(), expected[order], atol=1e-5)
 
 
+def test_the_last_layer_runs_its_feed_forward_on_the_cls_tokens_alone(tiny_model_dir):
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir)).eval()
+    feats = encode_pairs(Predictor.from_pretrained(tiny_model_dir).tokenizer, [Pair(*p) for p in MIXED], None, 64)
+    [(order, inputs)] = packed_calls(feats, len(MIXED))
+    seen = []
+    for layer in model.bert.encoder.layer:
+        layer.intermediate.dense.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1]))
+    with torch.inference_mode():
+        PackedClassifier(model)(*(torch.from_numpy(inputs[n]) for n in PACKED_INPUTS))
+    assert seen[:-1] == [inputs["input_ids"].shape] * (len(seen) - 1)  # earlier layers: every token
+    assert seen[-1] == (len(MIXED),)  # the last: one token a pair
+
+
 def test_the_predictor_packs_on_a_cpu_and_pads_less(predictor, monkeypatch):
     assert predictor.runtime.packed
     calls = []

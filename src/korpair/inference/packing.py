@@ -7,7 +7,8 @@ padding. Packed, a row of up to ``ROW_TOKENS`` tokens holds as many whole
 pairs as fit, each with its own positions (from 0) and token types, and an
 attention mask that keeps every pair to itself; the classifier reads each
 pair's ``[CLS]``. Every pair's logits are those of the padded batch (to float
-rounding): only the padding is gone.
+rounding): only the padding is gone, and the last layer's work on tokens the
+classifier never reads (all but ``[CLS]`` need only their keys and values).
 
 ``PackedClassifier`` is the graph (PyTorch, and what the OpenVINO export
 converts); ``packed_calls`` lays encoded pairs out in rows, call by call.
@@ -65,10 +66,37 @@ class PackedClassifier(torch.nn.Module):
             keep = torch.zeros(keep.shape, dtype=torch.float32, device=keep.device).masked_fill(
                 ~keep, torch.finfo(torch.float32).min)
         hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-        hidden = bert.encoder(hidden, attention_mask=keep).last_hidden_state
-        first = hidden.flatten(0, 1).index_select(0, cls_index)
+        *layers, last = bert.encoder.layer
+        for layer in layers:
+            hidden = layer(hidden, keep)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # a tuple before transformers 5
+        first = _at_cls(last, hidden, segment_ids, cls_index)
         pooled = bert.pooler.activation(bert.pooler.dense(first))
         return self.model.classifier(self.model.dropout(pooled))
+
+
+def _at_cls(layer: torch.nn.Module, hidden: torch.Tensor, segment_ids: torch.Tensor,
+            cls_index: torch.Tensor) -> torch.Tensor:
+    """A BERT layer's output at each pair's [CLS] only: ``[pairs, hidden]``.
+
+    The classifier reads nothing else of the last layer, so its other tokens
+    need only their keys and values; queries, the attention output and the
+    feed-forward run on one token a pair. That is 10/12 of the last layer's
+    matrix work skipped, about 7% of a 12-layer model's.
+    """
+    att = layer.attention.self
+    rows, tokens, _ = hidden.shape
+    heads, size = att.num_attention_heads, att.attention_head_size
+    row = torch.div(cls_index, tokens, rounding_mode="floor")  # each pair's row
+    first = hidden.flatten(0, 1).index_select(0, cls_index)
+    query = att.query(first).view(-1, heads, size)
+    keys = att.key(hidden).view(rows, tokens, heads, size).index_select(0, row)  # [pairs, tokens, heads, size]
+    values = att.value(hidden).view(rows, tokens, heads, size).index_select(0, row)
+    scores = torch.einsum("phd,pthd->pht", query, keys) * size ** -0.5
+    own = segment_ids.index_select(0, row) == segment_ids.flatten().index_select(0, cls_index)[:, None]
+    scores = scores.masked_fill(~own[:, None, :], torch.finfo(scores.dtype).min)
+    context = torch.einsum("pht,pthd->phd", scores.softmax(-1), values).reshape(-1, heads * size)
+    return layer.feed_forward_chunk(layer.attention.output(context, first))
 
 
 def pack_rows(lengths: np.ndarray, row_tokens: int = ROW_TOKENS, max_pairs: int | None = None) -> list[list[int]]:
