@@ -126,6 +126,18 @@ def test_bf16_really_runs_and_stays_close(tiny_model_dir):
     assert 0 < diff < 2e-2, diff
 
 
+def test_bf16_keeps_linear_weights_cast_and_gives_autocasts_logits(tiny_model_dir):
+    bf16 = Predictor.from_pretrained(tiny_model_dir, device="cpu", precision="bf16")
+    dtypes = {type(m).__name__: m.weight.dtype for m in bf16.runtime.model.modules() if hasattr(m, "weight")}
+    assert dtypes["Linear"] == torch.bfloat16 and dtypes["LayerNorm"] == dtypes["Embedding"] == torch.float32
+    plain = Predictor.from_pretrained(tiny_model_dir, device="cpu")  # fp32 weights, under autocast by hand
+    for packed in (True, False):
+        bf16.runtime.packed = plain.runtime.packed = packed
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = plain.predict_logits(PAIRS)
+        np.testing.assert_array_equal(bf16.predict_logits(PAIRS), expected)
+
+
 def test_devices_are_checked(monkeypatch, tiny_model_dir):
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ConfigError, match="device 'gpu0': expected cpu, cuda"):

@@ -65,7 +65,11 @@ class Runtime(Protocol):
 
 
 class TorchRuntime:
-    """A ``transformers`` sequence classifier on a PyTorch device, in fp32 or under autocast."""
+    """A ``transformers`` sequence classifier on a PyTorch device, in fp32 or under autocast.
+
+    The runtime takes the model over: it moves it to ``device`` and, for a
+    16-bit precision, keeps its linear layers' weights in that dtype.
+    """
 
     name = "PyTorch"
 
@@ -74,6 +78,12 @@ class TorchRuntime:
         self.device = resolve_device(device)
         self.precision = precision
         self.model = model.eval().to(self.device)
+        if self._dtype is not None:
+            # Autocast would cast every linear weight again on each call (for BERT-base on a CPU, a pair alone
+            # took 1.5x as long); cast once, these products run as under autocast, to the bit.
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(self._dtype)
         self.config = model.config
         # On a GPU, padded batches run on fused attention kernels that take no mask of this shape.
         self.packed = self.device.type == "cpu" and packable(model)
