@@ -306,15 +306,26 @@ def run_serving(systems: list[dict], offline: dict, args, work: Path) -> list[di
         except RuntimeError as err:
             rows.append({**row, "error": str(err)[-1500:]})
             continue
+        rounds: dict[int, list[dict]] = {c: [] for c in bench_serve.CONCURRENCY}
         try:
-            for concurrency in bench_serve.CONCURRENCY:
-                cell = asyncio.run(bench_serve.measure(url, concurrency, args.serve_seconds, 100_000))
-                row["cells"].append(cell)
-                print(f"serve   {system['name']:<48} {cell}", flush=True)
+            for _ in range(args.serve_rounds):  # interleaved, so that a slow moment of the machine hits all alike
+                for concurrency in bench_serve.CONCURRENCY:
+                    cell = asyncio.run(bench_serve.measure(url, concurrency, args.serve_seconds, 100_000))
+                    rounds[concurrency].append(cell)
+                    print(f"serve   {system['name']:<48} {cell}", flush=True)
         finally:
             stop_process(proc)
+        row["cells"] = [median_cell(cells) for cells in rounds.values() if cells]
         rows.append(judge_serving(row, offline[system["name"]]))
     return rows
+
+
+def median_cell(cells: list[dict]) -> dict:
+    """One concurrency's rounds as one cell: the median of each measure, the errors summed, the rounds kept."""
+    out = {"concurrency": cells[0]["concurrency"], "errors": sum(c["errors"] for c in cells)}
+    for key in ("requests_per_s", "p50_ms", "p99_ms", "client_cpu_ms_per_request", "load_1min"):
+        out[key] = round(statistics.median(c[key] for c in cells), 3 if key.startswith("client") else 2)
+    return {**out, "rounds": cells}
 
 
 def judge_serving(row: dict, offline: dict) -> dict:
@@ -450,8 +461,9 @@ def write_report(out: Path, result: dict) -> None:
             f"(OMP_NUM_THREADS={s['serve_threads']}, default batching: max batch 32, max batch tokens 2048, waiting up to 5 ms only for as many requests as the last batch had), on a free "
             f"loopback port; bench_serve's closed-loop client in this process (keep-alive HTTP/1.1 on asyncio "
             f"streams, about 0.1 ms of CPU a request where httpx takes about 3), {s['serve_seconds']} s a "
-            f"cell after {bench_serve.WARM_UP_S:g} s of warm-up at the same concurrency (OpenVINO prepares kernels for "
-            f"each new batch shape on first sight). The client shares the cores with the server.", "",
+            f"cell after {bench_serve.WARM_UP_S:g} s of warm-up at the same concurrency (OpenVINO prepares kernels "
+            f"for each new batch shape on first sight); each figure is the median of {s.get('serve_rounds', 1)} "
+            f"rounds (concurrency 1, 8, 32 in turn, one server). The client shares the cores with the server.", "",
             md_table(["backend", "concurrency", "req/s", "p50 ms", "p99 ms", "errors", "load"], srows,
                      "lrrrrrr"), "",
             f"Goals: served req/s at concurrency 32 >= {GOAL_SERVED_FRACTION:.0%} of the same backend's offline "
@@ -505,6 +517,8 @@ def parse_args() -> argparse.Namespace:
                     f"(and {REFERENCE})")
     ap.add_argument("--no-serve", action="store_true", help="skip the serving table")
     ap.add_argument("--serve-seconds", type=float, default=10.0, help="measured seconds per serving cell")
+    ap.add_argument("--serve-rounds", type=int, default=3,
+                    help="rounds of the serving cells (concurrency 1, 8, 32 in turn); each cell reports the median")
     ap.add_argument("--serve-threads", type=int, default=os.cpu_count() or 2, help="the server's OMP_NUM_THREADS")
     ap.add_argument("--quiet-wait", type=float, default=30.0,
                     help="wait up to this many seconds for other processes to go quiet before each measurement")
@@ -513,11 +527,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rebuild", action="store_true", help="build the model folder and exports anew")
     ap.add_argument("--quick", action="store_true",
                     help="1 round, 64 pairs, 64 agreement pairs, 32 calibration pairs, 16 single-pair calls, "
-                    "3 s serving cells, no wait")
+                    "3 s serving cells in 1 round, no wait")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.pairs, args.agree_limit, args.calibration_samples = 1, 64, 64, 32
-        args.single_pairs, args.serve_seconds, args.quiet_wait = 16, 3.0, 0.0
+        args.single_pairs, args.serve_seconds, args.serve_rounds, args.quiet_wait = 16, 3.0, 1, 0.0
     for what, path in (("--data (KLUE-NLI dev JSON)", args.data), ("--xnli (KorNLI xnli dev TSV)", args.xnli)):
         if not path.is_file():
             sys.exit(f"bench_cpu: {what} not found at {path}; pass its path")
@@ -561,7 +575,8 @@ def main() -> None:
         "settings": {"quick": args.quick, "rounds": args.rounds, "pairs": args.pairs, "batch_size": args.batch_size,
                      "max_length": MAX_LEN, "agree_limit": args.agree_limit,
                      "calibration_samples": args.calibration_samples, "single_pairs": args.single_pairs,
-                     "serve_seconds": args.serve_seconds, "serve_threads": args.serve_threads,
+                     "serve_seconds": args.serve_seconds, "serve_rounds": args.serve_rounds,
+                     "serve_threads": args.serve_threads,
                      "quiet_wait_s": args.quiet_wait, "st_venv": str(args.st_venv),
                      "command": " ".join(["python", "benchmarks/bench_cpu.py", *sys.argv[1:]])},
         "exports": {"korpair": prep_k, "crossencoder": prep_ce},
