@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig
 
+from korpair import hardware
 from korpair.errors import ConfigError, KorpairError, ModelFolderError, loading_error
 from korpair.hardware import autocast_dtype, check_inference_precision, resolve_device
 from korpair.inference.packing import PACKED_INPUTS, PackedClassifier, packable, split_rows
@@ -168,8 +169,10 @@ class OpenVinoRuntime:
 
     Compiled for the CPU's physical cores with throughput streams, and once
     more for latency (batches smaller than the stream count: a lone pair).
-    Float operations run in bf16 where the CPU computes in it (AVX512-BF16 or
-    AMX), else in fp32, and ``precision`` says which (``"bf16"`` or ``"32"``).
+    Float operations run in bf16 where the CPU computes in it faster than in
+    fp32 (AVX512-BF16 or AMX, and ``korpair.hardware.cpu_bf16_speedup`` says
+    so: some CPUs with the instructions run them slower), else in fp32, and
+    ``precision`` says which (``"bf16"`` or ``"32"``).
     Shapes are dynamic, so every batch runs on the same compiled models.
     """
 
@@ -195,8 +198,9 @@ class OpenVinoRuntime:
         """Read and compile ``FOLDER/openvino_model.xml`` for the CPU.
 
         ``precision="32"`` runs the model as exported, its float operations in
-        bf16 where the CPU computes in it (scores within about 1e-2 of fp32, the
-        same as PyTorch's bf16 autocast) unless ``bf16=False``; ``"bf16"``
+        bf16 where the CPU computes in it faster than in fp32 (scores within
+        about 1e-2 of fp32, the same as PyTorch's bf16 autocast); ``bf16=False``
+        keeps fp32, ``bf16=True`` takes bf16 wherever the CPU has it. ``"bf16"``
         insists on bf16, and is refused on a CPU without it.
         """
         folder = Path(folder)
@@ -219,6 +223,10 @@ class OpenVinoRuntime:
             config = AutoConfig.from_pretrained(str(folder))
         except LOAD_ERRORS as err:
             raise loading_error(folder, "config", err) from err
+        if bf16 is None and has_bf16 and precision != "bf16":
+            # the OpenVINO plugin takes bf16 wherever the flag is, even where it runs slower than fp32 (1.6x on a
+            # 2-core Xeon with AVX512-BF16); the timing training's precision auto uses says which is faster
+            bf16 = hardware.cpu_bf16_speedup() >= hardware.CPU_BF16_MIN_SPEEDUP
         use_bf16 = has_bf16 and (precision == "bf16" or bf16 is not False)
         settings = {"PERFORMANCE_HINT": OPENVINO_HINT, "INFERENCE_NUM_THREADS": physical_cores(),
                     "INFERENCE_PRECISION_HINT": "bf16" if use_bf16 else "f32"}
