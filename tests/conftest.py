@@ -95,6 +95,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_electra_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A random 1-layer ELECTRA classifier with the tiny model's tokenizer: a model that packed inference does not
+    know, so exporters give it padded batches."""
+    from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    labels = ("entailment", "neutral", "contradiction")
+    electra = ElectraForSequenceClassification(ElectraConfig(
+        vocab_size=len(tokenizer), embedding_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=3, id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)}))
+    folder = tmp_path_factory.mktemp("electra") / "model"
+    electra.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A short real training run on the shipped sample corpus (session-wide, ~half a minute)."""
     from korpair import api

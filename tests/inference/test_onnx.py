@@ -14,9 +14,11 @@ from fastapi.testclient import TestClient
 from korpair.config import CorpusConfig
 from korpair.corpora import read_pairs, read_split
 from korpair.errors import ConfigError, ModelFolderError
+from korpair.features import encode_pairs
 from korpair.inference import Predictor
 from korpair.inference import onnx as korpair_onnx
 from korpair.inference.onnx import export_onnx
+from korpair.inference.packing import PACKED_INPUTS, packed_calls
 from korpair.model_folder import trained_max_length
 from korpair.serve import create_app
 from korpair.types import Pair
@@ -46,25 +48,53 @@ def test_default_folders_hold_a_complete_model(tiny_model_dir, tmp_path):
     assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
 
 
-def test_graph_has_dynamic_batch_and_sequence_axes(tiny_model_dir, tmp_path):
+def _axes(folder) -> tuple[dict, dict]:
     import onnx
 
-    folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
     graph = onnx.load(str(folder / "model.onnx")).graph
-    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*graph.input, *graph.output]}
+    return {i.name: dims[i.name] for i in graph.input}, {o.name: dims[o.name] for o in graph.output}
+
+
+def test_a_bert_classifier_is_exported_packed_with_dynamic_rows_tokens_and_pairs(tiny_model_dir, tmp_path):
+    inputs, outputs = _axes(export_onnx(tiny_model_dir, tmp_path / "onnx"))
+    # several pairs a row, no padding (korpair.inference.packing), as PyTorch and OpenVINO run it on a CPU
+    assert list(inputs) == list(PACKED_INPUTS)
+    assert inputs == {**{name: ["rows", "tokens"] for name in PACKED_INPUTS[:4]}, "cls_index": ["pairs"]}
+    assert outputs == {"logits": ["pairs", 3]}
+
+
+def test_other_models_are_exported_for_padded_batches(tiny_electra_dir, tmp_path, test_pairs):
+    folder = export_onnx(tiny_electra_dir, tmp_path / "onnx")
+    inputs, outputs = _axes(folder)
     assert inputs == {name: ["batch", "sequence"] for name in ("input_ids", "attention_mask", "token_type_ids")}
-    assert [o.name for o in graph.output] == ["logits"]
+    assert outputs == {"logits": ["batch", 3]}
+    predictor = Predictor.from_pretrained(folder)
+    assert not predictor.runtime.packed
+    expected = Predictor.from_pretrained(tiny_electra_dir).predict_logits(test_pairs)
+    for batch_size in (1, 7, 64):
+        np.testing.assert_allclose(predictor.predict_logits(test_pairs, batch_size), expected, atol=1e-5)
 
 
 def test_tiny_model_agrees_with_pytorch_at_any_batch_size(tiny_model_dir, tmp_path, test_pairs):
     folder = export_onnx(tiny_model_dir, tmp_path / "onnx")
     expected = Predictor.from_pretrained(tiny_model_dir).predict_proba(test_pairs)
     onnx_predictor = Predictor.from_pretrained(folder)
-    assert onnx_predictor.runtime.name == "ONNX Runtime"
+    assert onnx_predictor.runtime.name == "ONNX Runtime" and onnx_predictor.runtime.packed
     assert onnx_predictor.labels == ("entailment", "neutral", "contradiction")
     for batch_size in (1, 7, 64):
         got = onnx_predictor.predict_proba(test_pairs, batch_size)
         np.testing.assert_allclose(got, expected, atol=1e-5)
+    # the graph's own answer, fed packed rows by hand: each pair's logits whatever its row's company
+    calls = list(packed_calls(encode_pairs(onnx_predictor.tokenizer, test_pairs, None, 64), batch_size=64))
+    assert any(len(set(inputs["cls_index"] // inputs["input_ids"].shape[1])) < len(inputs["cls_index"])
+               for _, inputs in calls)  # some row holds more than one pair
+    logits = np.empty((len(test_pairs), 3), dtype=np.float32)
+    for idx, inputs in calls:
+        logits[idx] = onnx_predictor.runtime.packed_logits(inputs)
+    np.testing.assert_allclose(logits, Predictor.from_pretrained(tiny_model_dir).predict_logits(test_pairs),
+                               atol=1e-5)
 
 
 def test_trained_model_fp32_agrees_fully(trained_run, trained_exports, test_pairs):
@@ -165,9 +195,9 @@ def test_failed_export_leaves_the_old_folder_untouched(tiny_model_dir, tmp_path,
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
     def broken(*args, **kwargs):
-        raise RuntimeError("disk full")
+        raise RuntimeError("disk full")  # after the graph is written, before the config and tokenizer
 
-    monkeypatch.setattr(korpair_onnx, "_fuse_transformer_ops", broken)
+    monkeypatch.setattr(korpair_onnx, "write_companions", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         export_onnx(tiny_model_dir, folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -304,17 +304,9 @@ def test_a_lone_pair_runs_on_the_latency_compilation_when_batches_are_split_amon
     np.testing.assert_allclose(np.concatenate(alone), together, atol=5e-3)
 
 
-def test_a_model_packing_does_not_know_exports_for_padded_batches(tiny_model_dir, tmp_path, test_pairs):
-    from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    electra = ElectraForSequenceClassification(ElectraConfig(
-        vocab_size=len(tokenizer), embedding_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, num_labels=3, id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
-        label2id={"entailment": 0, "neutral": 1, "contradiction": 2}))
-    source = tmp_path / "electra"
-    electra.save_pretrained(source)
-    tokenizer.save_pretrained(source)
+def test_a_model_packing_does_not_know_exports_for_padded_batches(tiny_electra_dir, tmp_path, test_pairs):
+    source = tiny_electra_dir
+    tokenizer = Predictor.from_pretrained(source).tokenizer
     folder = export_openvino(source, tmp_path / "openvino")
     runtime = load_runtime(folder)
     assert runtime.input_names == ["input_ids", "attention_mask", "token_type_ids"] and not runtime.packed

@@ -1,8 +1,9 @@
 """Export a model folder to ONNX (fp32 or int8) for ONNX Runtime.
 
-``export_onnx`` writes a folder that holds ``model.onnx`` (dynamic batch and
-sequence axes) beside the source folder's ``config.json`` (labels and the
-``korpair`` section), its tokenizer (``model_max_length`` set to the trained
+``export_onnx`` writes a folder that holds ``model.onnx`` (a BERT classifier
+packed several pairs to a row, as ``korpair.inference.packing`` runs it; any
+other model with dynamic batch and sequence axes) beside the source folder's
+``config.json`` (labels and the ``korpair`` section), its tokenizer (``model_max_length`` set to the trained
 max length) and, when the source has them, the model card ``README.md`` and
 a 0.1 run's ``korpair_train.yaml``. ``korpair.Predictor.from_pretrained``
 opens such a folder as it opens the PyTorch one, and answers the same way.
@@ -39,6 +40,7 @@ from korpair.atomic import write_dir
 from korpair.config import RUN_CONFIG_NAME
 from korpair.errors import ModelFolderError, disk_full_as_error, loading_error
 from korpair.inference.metrics import spearman
+from korpair.inference.packing import PACKED_INPUTS, PackedClassifier, example_packed_inputs, packable
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import quiet_loading, quiet_onnxruntime
 from korpair.inference.runtimes import LOAD_ERRORS, ONNX_MODEL_FILE, OPENVINO_MODEL_FILE, require_onnxruntime
@@ -59,10 +61,13 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
     """Write ``model.onnx`` beside the source's ``config.json``, tokenizer and model card, atomically.
 
     The folder defaults to ``MODEL_DIR/onnx`` (``MODEL_DIR/onnx-int8`` with
-    ``quantize``). Inputs are ``input_ids``, ``attention_mask`` and, when the
-    tokenizer makes them, ``token_type_ids``; every axis but the labels' is
-    dynamic. BERT-like encoders get their attention, GELU and LayerNorm fused
-    (ONNX Runtime's transformer optimizer); ``quantize`` then stores the
+    ``quantize``). A BERT classifier is exported as its ``PackedClassifier``:
+    several pairs to a row, no padding, ``korpair.inference.packing.PACKED_INPUTS``
+    in (rows, tokens and pairs dynamic), the logits of each pair out. Any other
+    model takes padded batches: ``input_ids``, ``attention_mask`` and, when the
+    tokenizer makes them, ``token_type_ids``, every axis but the labels'
+    dynamic, and BERT-like encoders get their attention, GELU and LayerNorm
+    fused (ONNX Runtime's transformer optimizer). ``quantize`` then stores the
     weights of every MatMul as int8 (dynamic quantization: activations are
     quantized per batch at run time). If anything fails, a full disk included
     (a ``DiskFullError``), an existing output folder is left as it was.
@@ -85,7 +90,9 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path | None = None, qua
         onnx_path = tmp / ONNX_MODEL_FILE
         _export_graph(model, input_names, onnx_path)
         with quiet_onnxruntime():
-            if model.config.model_type in FUSABLE:
+            # The optimizer's attention fusion expects a padding mask: on the packed graph it fused part of the
+            # pattern and ran slower than ONNX Runtime's own fusions at load (BERT-base, fp32 and int8).
+            if model.config.model_type in FUSABLE and not packable(model):
                 _fuse_transformer_ops(onnx_path, model.config)
             if quantize:
                 _quantize_int8(onnx_path)
@@ -195,10 +202,26 @@ class Logits(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, inputs))).logits
 
 
+def traced_graph(model: torch.nn.Module, input_names: list[str]) -> tuple[torch.nn.Module, list[str], tuple]:
+    """What an exporter traces for ``model``: the module, its input names in order, and an example input.
+
+    A BERT classifier is its ``PackedClassifier`` (several pairs a row,
+    ``PACKED_INPUTS``); any other model takes padded batches (``Logits``).
+    """
+    if packable(model):
+        return PackedClassifier(model), list(PACKED_INPUTS), example_packed_inputs()
+    return Logits(model, input_names), list(input_names), example_inputs(input_names)
+
+
 def _export_graph(model: torch.nn.Module, input_names: list[str], path: Path) -> None:
     # The TorchScript exporter (dynamo=False): the torch.export-based one needs onnxscript, which the
-    # onnx extra does not install. It traces one example (``example_inputs``).
-    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    # onnx extra does not install. It traces one example.
+    module, names, example = traced_graph(model, input_names)
+    if names == list(PACKED_INPUTS):
+        axes = {name: {0: "rows", 1: "tokens"} for name in names if name != "cls_index"}
+        axes = {**axes, "cls_index": {0: "pairs"}, "logits": {0: "pairs"}}
+    else:
+        axes = {**{name: {0: "batch", 1: "sequence"} for name in names}, "logits": {0: "batch"}}
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about every Python-level shape check in the model code; the example above
         # takes the general path of each, and the test suite checks other shapes against PyTorch.
@@ -206,11 +229,8 @@ def _export_graph(model: torch.nn.Module, input_names: list[str], path: Path) ->
         warnings.simplefilter("ignore", DeprecationWarning)
         # BERT's indexing uses no negative indices, which is the case this warning is about.
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
-        torch.onnx.export(
-            Logits(model, input_names).eval(), example_inputs(input_names), str(path),
-            input_names=input_names, output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-            opset_version=OPSET, dynamo=False,
-        )
+        torch.onnx.export(module.eval(), example, str(path), input_names=names, output_names=["logits"],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
 
 
 def _fuse_transformer_ops(path: Path, config) -> None:

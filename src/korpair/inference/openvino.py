@@ -37,9 +37,9 @@ import torch
 
 from korpair.atomic import write_dir
 from korpair.errors import ConfigError, ModelFolderError, disk_full_as_error
-from korpair.inference.onnx import Logits, check_export_source, example_inputs, load_export_source, write_companions
+from korpair.inference.onnx import check_export_source, load_export_source, traced_graph, write_companions
 from korpair.inference.own_pairs import own_pairs, spread
-from korpair.inference.packing import PACKED_INPUTS, PackedClassifier, example_packed_inputs, packable
+from korpair.inference.packing import packable
 from korpair.inference.predictor import PairLike, Predictor
 from korpair.inference.quiet import verbose
 from korpair.inference.runtimes import OPENVINO_MODEL_FILE, require_openvino, signal_stack_kept
@@ -145,10 +145,7 @@ def _calibration_batches(model, tokenizer, pairs: list[PairLike], model_dir: Pat
 def _convert(ov, model: torch.nn.Module, input_names: list[str]):
     """The PyTorch model as an OpenVINO model, every input's axes left dynamic: a BERT classifier as its
     ``PackedClassifier`` (several pairs a row), anything else as it takes padded batches."""
-    packed = packable(model)
-    module = PackedClassifier(model) if packed else Logits(model, input_names)
-    names = list(PACKED_INPUTS) if packed else input_names
-    example = example_packed_inputs() if packed else example_inputs(input_names)
+    module, names, example = traced_graph(model, input_names)
     shapes = [ov.PartialShape([-1] * t.dim()) for t in example]
     with torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
         # As for the ONNX export: the tracer warns about every Python-level shape check in the model code.

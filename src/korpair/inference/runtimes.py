@@ -125,7 +125,8 @@ class TorchRuntime:
 
 
 class OnnxRuntime:
-    """A model exported by ``korpair.inference.onnx.export_onnx``, on ONNX Runtime; it runs as exported."""
+    """A model exported by ``korpair.inference.onnx.export_onnx``, on ONNX Runtime; it runs as exported (a BERT
+    classifier's graph takes packed rows, ``packed``)."""
 
     name = "ONNX Runtime"
     precision = "32"
@@ -135,6 +136,7 @@ class OnnxRuntime:
         self.config = config
         self.device = device
         self.input_names = [i.name for i in session.get_inputs()]
+        self.packed = "segment_ids" in self.input_names  # exported from a PackedClassifier
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str | None = None, precision: str = "32") -> OnnxRuntime:
@@ -161,6 +163,11 @@ class OnnxRuntime:
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         """Logits of one padded batch, as numpy."""
         [logits] = self.session.run(["logits"], {name: batch[name].numpy() for name in self.input_names})
+        return logits
+
+    def packed_logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of pairs packed in rows (``korpair.inference.packing``), as float32 numpy."""
+        [logits] = self.session.run(["logits"], {name: inputs[name] for name in self.input_names})
         return logits
 
 
