@@ -3,9 +3,9 @@
 ``export_onnx`` writes a folder that holds ``model.onnx`` (a BERT classifier
 packed several pairs to a row, as ``korpair.inference.packing`` runs it; any
 other model with dynamic batch and sequence axes) beside the source folder's
-``config.json`` (labels and the ``korpair`` section), its tokenizer (``model_max_length`` set to the trained
-max length) and, when the source has them, the model card ``README.md`` and
-a 0.1 run's ``korpair_train.yaml``. ``korpair.Predictor.from_pretrained``
+``config.json`` (labels and the ``korpair`` section), its tokenizer
+(``model_max_length`` set to the trained max length) and, when the source
+has them, the model card ``README.md`` and a 0.1 run's ``korpair_train.yaml``. ``korpair.Predictor.from_pretrained``
 opens such a folder as it opens the PyTorch one, and answers the same way.
 A regression (similarity) model exports the same way: its one output is the
 score, and ``config.json`` keeps ``problem_type`` and the section's task, so

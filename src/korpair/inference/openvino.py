@@ -62,14 +62,14 @@ def export_openvino(model_dir: str | Path, output_dir: str | Path | None = None,
     The folder defaults to ``MODEL_DIR/openvino`` (``MODEL_DIR/openvino-int8``
     with ``quantize``). The graph is converted from the PyTorch model with its
     SDPA attention, which OpenVINO runs as one fused op; weights are stored in
-    fp32 (the runtime computes in bf16 where the CPU runs it faster). ``quantize`` runs
-    NNCF's static int8 quantization for transformers, calibrated on up to 300
-    of ``calibration_pairs`` ((premise, hypothesis) pairs), else of the
-    validation split of the corpus recorded in the folder, each tokenized as
-    the Predictor tokenizes it; with neither, a ``CorpusError`` asks for
-    calibration pairs before anything is converted. If anything fails, a full
-    disk included (a ``DiskFullError``), an existing output folder is left as
-    it was.
+    fp32 (the runtime computes in bf16 where the CPU runs it faster).
+    ``quantize`` runs NNCF's static int8 quantization for transformers,
+    calibrated on up to 300 of ``calibration_pairs`` ((premise, hypothesis)
+    pairs), else of the validation split of the corpus recorded in the folder,
+    each tokenized as the Predictor tokenizes it; with neither, a
+    ``CorpusError`` asks for calibration pairs before anything is converted.
+    If anything fails, a full disk included (a ``DiskFullError``), an existing
+    output folder is left as it was.
 
     Example::
 
