@@ -2,7 +2,7 @@
 
 A backend is a way to run the same model: PyTorch in fp32 or under bf16
 autocast, ONNX Runtime in fp32 or int8, OpenVINO in fp32 (bf16 where the CPU
-computes in it) or static int8. ``export_backends`` exports each one this
+computes in it faster) or static int8. ``export_backends`` exports each one this
 installation can make into the model folder (``MODEL/onnx``, ``MODEL/onnx-int8``,
 ``MODEL/openvino``, ``MODEL/openvino-int8``), times each on the model's own
 validation pairs at batch 64, measures how often it gives PyTorch fp32's label
