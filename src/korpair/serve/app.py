@@ -57,6 +57,7 @@ from pydantic import BaseModel, Discriminator, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from korpair.serve.batcher import BatcherClosed, Classifier, MicroBatcher, PredictionFailed, QueueFull
+from korpair.serve.fast import FastPredict
 from korpair.serve.guards import HostCheck, RequestDeadline, SecurityHeaders
 from korpair.serve.limits import CLOSE, BodySizeLimit, ServeLimits
 from korpair.serve.page import render_page
@@ -124,7 +125,19 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
         description=("Korean sentence-pair similarity (STS): a score per pair." if regression else
                      "Korean sentence-pair classification (NLI).") + " Send one pair or a list of pairs to /predict.",
     )
-    # add_middleware wraps what is there: the last one added sees a request first.
+    async def respond(payload: BaseModel) -> BaseModel:
+        many = isinstance(payload, PairsIn)
+        items = payload.pairs if many else [payload]
+        predictions = await batcher.predict([Pair(item.premise, item.hypothesis) for item in items])
+        out = [One(score=_score(p)) if regression else PredictionOut(label=p.label, scores=dict(p.scores))
+               for p in predictions]
+        return Many(predictions=out) if many else out[0]
+
+    def parse(body: Any) -> BaseModel:
+        return (PairsIn if _request_kind(body) == "pairs" else PairIn).model_validate(body)
+
+    # add_middleware wraps what is there: the last one added sees a request first. The guards wrap FastPredict.
+    app.add_middleware(FastPredict, parse=parse, answer=respond, errors=_known_error)
     app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes,
                        too_large=lambda n: _error_response(413, f"request body over {n} bytes"))
     app.add_middleware(RequestDeadline, timeout_s=limits.request_timeout_s,
@@ -132,10 +145,6 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
     app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts, refuse=_wrong_host)
     app.add_middleware(SecurityHeaders)
     _add_error_handlers(app)
-
-    @app.exception_handler(QueueFull)
-    async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:
-        return _error_response(503, str(exc), headers={"retry-after": str(exc.retry_after_s)})
 
     answer = '`{"score": ...}`' if regression else '`{"label": ..., "scores": {...}}`'
 
@@ -151,12 +160,7 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
             Body(openapi_examples=REQUEST_EXAMPLES),
         ],
     ) -> BaseModel:
-        many = isinstance(payload, PairsIn)
-        items = payload.pairs if many else [payload]
-        predictions = await batcher.predict([Pair(item.premise, item.hypothesis) for item in items])
-        out = [One(score=_score(p)) if regression else PredictionOut(label=p.label, scores=dict(p.scores))
-               for p in predictions]
-        return Many(predictions=out) if many else out[0]
+        return await respond(payload)
 
     @app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}},
              summary="Is the server up, and how busy is it")
@@ -264,18 +268,27 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
         return _error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(QueueFull)
     @app.exception_handler(PredictionFailed)
-    async def prediction_failed(request: Request, exc: PredictionFailed) -> JSONResponse:
-        return _error_response(500, f"{exc} (details in the server log)")
-
     @app.exception_handler(BatcherClosed)
-    async def not_running(request: Request, exc: BatcherClosed) -> JSONResponse:
-        return _error_response(503, str(exc))
+    async def batcher_error(request: Request, exc: Exception) -> JSONResponse | None:
+        return _known_error(exc)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback itself; the client sees no internals.
         return _error_response(500, "internal server error (details in the server log)")
+
+
+def _known_error(exc: Exception) -> JSONResponse | None:
+    """The answer to the batcher's errors (the queue is full, the model failed, the server stops); None: other."""
+    if isinstance(exc, QueueFull):
+        return _error_response(503, str(exc), headers={"retry-after": str(exc.retry_after_s)})
+    if isinstance(exc, PredictionFailed):
+        return _error_response(500, f"{exc} (details in the server log)")
+    if isinstance(exc, BatcherClosed):
+        return _error_response(503, str(exc))
+    return None
 
 
 def _unparsable_body(cause: BaseException | None) -> str | None:
