@@ -129,6 +129,17 @@ def assert_error(response, status: int) -> dict:
     return response.json()["error"]
 
 
+@pytest.fixture(params=["httptools", "h11"])
+def http_protocol(request, monkeypatch) -> str:
+    """The connection guards on both protocols a server may run: httptools (installed with korpair), h11 without."""
+    from korpair.serve import connections
+
+    if request.param == "h11":
+        monkeypatch.setattr(connections, "HttpToolsProtocol", None)
+    assert request.param in connections.guarded_protocol(1, 1).__name__.lower()
+    return request.param
+
+
 # --- abandoned work, a bounded queue, deadlines -----------------------------------------------------------
 
 
@@ -201,7 +212,7 @@ def test_a_request_past_its_deadline_gets_503_and_is_never_computed():
     assert model.premises == ["first"]
 
 
-def test_a_body_that_never_arrives_gets_408_and_the_connection_is_closed():
+def test_a_body_that_never_arrives_gets_408_and_the_connection_is_closed(http_protocol):
     with serve_in_background(Recorder(), port=0, limits=ServeLimits(request_timeout_s=0.5)) as server:
         sock = socket.create_connection(("127.0.0.1", server.port))
         head = http_request("POST", "/predict", b"x" * 100)[:-100]
@@ -214,7 +225,7 @@ def test_a_body_that_never_arrives_gets_408_and_the_connection_is_closed():
 # --- idle connections ------------------------------------------------------------------------------------------
 
 
-def test_connections_that_never_finish_their_headers_are_closed_after_the_header_timeout():
+def test_connections_that_never_finish_their_headers_are_closed_after_the_header_timeout(http_protocol):
     with serve_in_background(Recorder(), port=0, limits=ServeLimits(header_timeout_s=0.5)) as server:
         partial = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
         for sock in partial:
@@ -231,7 +242,7 @@ def test_connections_that_never_finish_their_headers_are_closed_after_the_header
     assert closed == len(idle), f"{len(idle) - closed} idle connections still open 3 s after the header timeout"
 
 
-def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_s():
+def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_s(http_protocol):
     with serve_in_background(Recorder(), port=0, limits=ServeLimits(keep_alive_s=0.3)) as server:
         kept = socket.create_connection(("127.0.0.1", server.port))
         kept.sendall(http_request("GET", "/health"))
@@ -239,7 +250,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_s():
         assert closed_within([kept], 3) == 1
 
 
-def test_idle_connections_do_not_keep_honest_clients_out():
+def test_idle_connections_do_not_keep_honest_clients_out(http_protocol):
     limits = ServeLimits(max_connections=20, header_timeout_s=60)
     with serve_in_background(Recorder(), port=0, limits=limits) as server:
         idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
@@ -251,7 +262,7 @@ def test_idle_connections_do_not_keep_honest_clients_out():
     assert closed >= 40, f"only {closed} of 60 idle connections were closed to keep within max_connections=20"
 
 
-def test_a_keep_alive_client_outlasts_newer_connections_that_never_sent_a_request():
+def test_a_keep_alive_client_outlasts_newer_connections_that_never_sent_a_request(http_protocol):
     # Under a flood, the next request of a keep-alive client may wait unread, so that its connection looks
     # idle (and idle the longest): the flood's connections must go first.
     with serve_in_background(Recorder(), port=0, limits=ServeLimits(max_connections=5, header_timeout_s=60)) as server:
