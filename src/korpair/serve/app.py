@@ -34,7 +34,7 @@ traceback (the traceback goes to the log) and the server keeps running.
 Load is shed, not queued for ever (``ServeLimits``): past ``max_queue_pairs`` waiting
 pairs, or ``request_timeout_s`` after its headers, a request gets 503 with
 Retry-After; a request whose client has gone is dropped before the model sees it.
-A Host name the server is not meant to have gets 421 (``guards.HostCheck``), and every
+A Host name the server is not meant to have gets 421 (``guards.Guards``), and every
 answer carries nosniff and no-framing headers.
 """
 
@@ -58,8 +58,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from korpair.serve.batcher import BatcherClosed, Classifier, MicroBatcher, PredictionFailed, QueueFull
 from korpair.serve.fast import FastPredict
-from korpair.serve.guards import HostCheck, RequestDeadline, SecurityHeaders
-from korpair.serve.limits import CLOSE, BodySizeLimit, ServeLimits
+from korpair.serve.guards import Guards
+from korpair.serve.limits import CLOSE, ServeLimits
 from korpair.serve.page import render_page
 from korpair.serve.schemas import (
     ERROR_RESPONSES,
@@ -138,12 +138,10 @@ def create_app(classifier: Classifier, limits: ServeLimits | None = None) -> Fas
 
     # add_middleware wraps what is there: the last one added sees a request first. The guards wrap FastPredict.
     app.add_middleware(FastPredict, parse=parse, answer=respond, errors=_known_error)
-    app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes,
-                       too_large=lambda n: _error_response(413, f"request body over {n} bytes"))
-    app.add_middleware(RequestDeadline, timeout_s=limits.request_timeout_s,
+    app.add_middleware(Guards, allowed_hosts=limits.allowed_hosts, max_body_bytes=limits.max_body_bytes,
+                       timeout_s=limits.request_timeout_s, refuse_host=_wrong_host,
+                       too_large=lambda n: _error_response(413, f"request body over {n} bytes"),
                        timed_out=lambda body_received: _timed_out(limits, batcher, body_received))
-    app.add_middleware(HostCheck, allowed_hosts=limits.allowed_hosts, refuse=_wrong_host)
-    app.add_middleware(SecurityHeaders)
     _add_error_handlers(app)
 
     answer = '`{"score": ...}`' if regression else '`{"label": ..., "scores": {...}}`'

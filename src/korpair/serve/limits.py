@@ -1,4 +1,4 @@
-"""What a server accepts (``ServeLimits``) and the ASGI middleware that caps request bodies.
+"""What a server accepts (``ServeLimits``), and the error a body over its size limit raises.
 
 Example::
 
@@ -8,13 +8,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from korpair.errors import ConfigError
 
@@ -96,71 +93,3 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, max_body_bytes: int) -> None:
         super().__init__(413, f"request body over {max_body_bytes} bytes", headers=dict(CLOSE))
-
-
-class BodySizeLimit:
-    """ASGI middleware: refuse bodies over ``max_body_bytes`` with 413 before reading them whole.
-
-    A declared ``Content-Length`` over the limit is refused before the app runs.
-    A body without one (chunked) is counted as it streams, and reading stops at
-    the first chunk past the limit. ``too_large(max_body_bytes)`` makes the response;
-    it says ``Connection: close``, so the unread rest of the body is not waited for.
-
-    Example::
-
-        app.add_middleware(BodySizeLimit, max_body_bytes=1 << 20, too_large=lambda n: Response(status_code=413))
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: Callable[[int], Response]) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.too_large = too_large
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await self._refuse(scope, receive, send)
-            return
-
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
-            return message
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, watching_send)
-        except BodyTooLarge:
-            # Normally the app's exception handler answers; this covers a body read outside a route.
-            if started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = self.too_large(self.max_body_bytes)
-        response.headers.update(CLOSE)
-        await response(scope, receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # the server (h11/httptools) rejects a malformed one before we see it
-    return None
