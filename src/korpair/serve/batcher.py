@@ -14,7 +14,9 @@ request its own slice of the results. A classifier that takes ``max_tokens``
 
 With ``batching=False`` every request is predicted alone, still off the event
 loop. Either way a single worker thread calls the model, so calls never
-overlap: torch models are not safe to call from several threads at once.
+overlap: torch models are not safe to call from several threads at once. A
+model loaded with ``load_on_model_thread`` is called from the thread that loaded
+it (see there why that matters on a CPU).
 
 The queue is bounded: past ``max_queue_pairs`` pairs waiting, ``predict`` raises
 ``QueueFull`` (the app answers 503 with Retry-After). A request whose caller is
@@ -36,11 +38,12 @@ import contextlib
 import inspect
 import logging
 import math
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from korpair.types import Pair, Prediction
 
@@ -73,6 +76,34 @@ class Classifier(Protocol):
     labels: Sequence[str]
 
     def predict(self, pairs: Sequence[Pair], batch_size: int) -> Sequence[Prediction]: ...
+
+
+_Loaded = TypeVar("_Loaded")
+# A model -> the thread that loaded it, which its batcher calls it from.
+_MODEL_THREADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def load_on_model_thread(load: Callable[[], _Loaded]) -> _Loaded:
+    """``load()`` run on a new thread, from which a ``MicroBatcher`` then makes every call to the loaded model.
+
+    PyTorch on the CPU keeps one OpenMP thread pool per thread that calls it, and loading runs torch
+    (the bf16 timing, weights): a model loaded on one thread and called from another leaves two pools
+    on the same cores, libgomp then stops spinning at its barriers, and every call pays for it (bf16
+    single-pair calls on 2 cores: 31-37 ms loaded on the calling thread, 44-48 ms loaded elsewhere).
+
+    Example::
+
+        predictor = load_on_model_thread(lambda: Predictor.from_pretrained("runs/sample/model"))
+        create_app(predictor)  # its batcher calls the model from that thread
+    """
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="korpair-predict")
+    try:
+        loaded = executor.submit(load).result()
+        _MODEL_THREADS[loaded] = executor
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return loaded
 
 
 class BatcherClosed(RuntimeError):
@@ -131,6 +162,7 @@ class MicroBatcher:
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._owns_executor = True
 
     @property
     def queue_depth(self) -> int:
@@ -154,8 +186,14 @@ class MicroBatcher:
         if self.is_running:
             return
         self._arrived = asyncio.Event()
-        # One thread: model calls are serialized, and always come from the same thread.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="korpair-predict")
+        # One thread: model calls are serialized, and always come from the same thread (the one that loaded it).
+        try:
+            self._executor = _MODEL_THREADS.get(self.classifier)
+        except TypeError:  # a classifier that cannot be weakly referenced or hashed
+            self._executor = None
+        self._owns_executor = self._executor is None
+        if self._owns_executor:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="korpair-predict")
         self._worker = asyncio.get_running_loop().create_task(self._work(), name="korpair-batcher")
 
     async def stop(self) -> None:
@@ -171,10 +209,10 @@ class MicroBatcher:
         self._queue.clear()
         self._in_flight = []
         self._queued_pairs = 0
-        if self._executor is not None:
+        if self._executor is not None and self._owns_executor:
             # A model call still running finishes in its thread; nobody waits for its result.
             self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._executor = None
 
     def retry_after_s(self) -> int:
         """Whole seconds (1 to 60) the queue needs to drain at the speed of the last model call."""

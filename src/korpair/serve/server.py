@@ -23,7 +23,7 @@ import uvicorn
 
 from korpair.errors import ConfigError
 from korpair.serve.app import create_app
-from korpair.serve.batcher import Classifier
+from korpair.serve.batcher import Classifier, load_on_model_thread
 from korpair.serve.connections import QuietAcceptErrors, fit_connection_limit, guarded_protocol
 from korpair.serve.limits import ServeLimits
 
@@ -134,8 +134,8 @@ def _load(model_dir: str | Path | Classifier, device: str | None, precision: str
     # Imported here so that `import korpair.serve` (and `korpair --help`) does not load torch.
     from korpair.inference import Predictor
 
-    return Predictor.from_pretrained(model_dir, device=device, precision=precision, backend=backend,
-                                     calibrated=calibrated)
+    return load_on_model_thread(lambda: Predictor.from_pretrained(model_dir, device=device, precision=precision,
+                                                                  backend=backend, calibrated=calibrated))
 
 
 def _listen(host: str, port: int) -> socket.socket:
