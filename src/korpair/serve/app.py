@@ -36,6 +36,10 @@ pairs, or ``request_timeout_s`` after its headers, a request gets 503 with
 Retry-After; a request whose client has gone is dropped before the model sees it.
 A Host name the server is not meant to have gets 421 (``guards.Guards``), and every
 answer carries nosniff and no-framing headers.
+
+A valid ``POST /predict`` sent as ``application/json`` is answered ahead of FastAPI's routing
+(``fast.FastPredict``) with the route's own request models and answer; every other request,
+and every body that does not validate, goes through the route.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint
