@@ -35,9 +35,10 @@ def run_server(model_dir: str | Path | Classifier, host: str = "127.0.0.1", port
                backend: str = "auto", calibrated: bool = True) -> None:
     """Load the model once, print the URL to open, and serve until Ctrl+C.
 
-    ``model_dir`` is a model folder (or an already loaded ``Predictor``). A host
-    other than loopback (e.g. ``0.0.0.0``) lets other machines in, with no
-    authentication: a warning says so.
+    ``model_dir`` is a model folder (or an already loaded ``Predictor``; a folder is
+    loaded on the thread that will call the model, which PyTorch on a CPU runs faster,
+    see ``batcher.load_on_model_thread``). A host other than loopback (e.g. ``0.0.0.0``)
+    lets other machines in, with no authentication: a warning says so.
 
     Example::
 
@@ -97,7 +98,8 @@ def serve_in_background(model_dir: str | Path | Classifier, host: str = "127.0.0
                         calibrated: bool = True) -> BackgroundServer:
     """Start a server in a thread and return once it answers; for notebooks, where ``run_server`` would block.
 
-    ``port=0`` picks a free port (read it from ``.port`` or ``.url``).
+    ``port=0`` picks a free port (read it from ``.port`` or ``.url``). Pass a model folder rather than a
+    loaded ``Predictor`` where you can: a folder is loaded on the thread that calls the model (faster on a CPU).
 
     Example::
 
